@@ -1,0 +1,54 @@
+// swift-tools-version:6.1
+// Keel — stable RL for language-model policies, with objectives, rewards and baselines as
+// dlopen-ed plugins behind one C ABI (Sources/KeelABI/include/keel/keel_plugin.h).
+// Every target names its `path:` explicitly: `Plugins/` is also SwiftPM's default folder
+// for *package* plugins, and a subfolder without a target would be silently ignored.
+import PackageDescription
+
+// Only keel_plugin_entry is exported from a plugin (ABI rule 1): a linker version script.
+let exportOnlyEntry: [LinkerSetting] = [
+  .unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Plugins/plugin.map"]),
+]
+
+let plugin = { (product: String, target: String, path: String, swift: Bool) -> (Product, Target) in
+  let t: Target = swift
+    ? .target(name: target, dependencies: ["KeelABI"], path: path, linkerSettings: exportOnlyEntry)
+    : .target(name: target, dependencies: ["KeelABI"], path: path,
+              publicHeadersPath: ".", cSettings: [.unsafeFlags(["-fvisibility=hidden", "-O2"])],
+              linkerSettings: exportOnlyEntry)
+  return (.library(name: product, type: .dynamic, targets: [target]), t)
+}
+
+let builtinPlugins = [
+  plugin("keel-minirl", "PluginMiniRL", "Plugins/minirl", false),
+  plugin("keel-reinforce", "PluginReinforce", "Plugins/reinforce", true),
+  plugin("keel-exact-match", "PluginExactMatch", "Plugins/exact-match", false),
+  plugin("keel-group-mean", "PluginGroupMean", "Plugins/group-mean", true),
+]
+
+let package = Package(
+  name: "Keel",
+  platforms: [.macOS(.v14)],
+  products: [
+    .executable(name: "keel", targets: ["keel"]),
+  ] + builtinPlugins.map { $0.0 },
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+  ],
+  targets: [
+    .target(name: "KeelABI", path: "Sources/KeelABI"),
+    .systemLibrary(name: "CFFI", path: "Sources/CFFI", pkgConfig: "libffi",
+                   providers: [.apt(["libffi-dev"])]),
+    .target(name: "KeelPluginHost", dependencies: ["KeelABI", "CFFI"],
+            path: "Sources/KeelPluginHost"),
+    .executableTarget(name: "keel",
+                      dependencies: ["KeelPluginHost",
+                                     .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                      path: "Sources/keel"),
+    .testTarget(name: "KeelPluginHostTests", dependencies: ["KeelPluginHost", "KeelABI"],
+                path: "Tests/KeelPluginHostTests"),
+    .testTarget(name: "KeelCLITests", dependencies: ["KeelPluginHost"],
+                path: "Tests/KeelCLITests"),
+  ] + builtinPlugins.map { $0.1 },
+  swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,93 @@
+/*
+ * kk_internal.h — private helpers shared by the KeelKernels sources (no stable API):
+ * lane masks, the kk sum order (kk_dot, kk_hsum8), the kk exp (kk_exp8) and the row
+ * softmax core that softmax.c and routing.c share. Every helper is a fixed sequence of IEEE
+ * operations, so a value computed here is the same wherever it is called from.
+ */
+#ifndef KK_INTERNAL_H
+#define KK_INTERNAL_H
+
+#pragma STDC FP_CONTRACT OFF /* no silent a*b+c fusion: every FMA below is explicit */
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "keel_kernels.h"
+
+#if !defined(__AVX2__) || !defined(__FMA__) || !defined(__F16C__)
+#error "KeelKernels needs AVX2, FMA and F16C: compile with -mavx2 -mfma -mf16c -ffp-contract=off (in Package.swift: cSettings: [.unsafeFlags([\"-mavx2\", \"-mfma\", \"-mf16c\", \"-ffp-contract=off\"])])"
+#endif
+
+#define KK_INLINE static inline __attribute__((always_inline))
+
+/* all-ones in the first n lanes (0 ≤ n ≤ 8), zeros after */
+KK_INLINE __m256i kk_mask8(int64_t n) {
+    static const int32_t table[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256((const __m256i *)(table + 8 - n));
+}
+
+/* Horizontal sum in the fixed order (l + l+4), then (l + l+2), then (0 + 1). */
+KK_INLINE float kk_hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Σ_i a[i]·b[i] in the kk sum order (see keel_kernels.h). */
+KK_INLINE float kk_dot(const float *a, const float *b, int64_t n) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
+    }
+    for (; i + 8 <= n; i += 8)
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    if (i < n) {
+        __m256i m = kk_mask8(n - i);
+        acc0 = _mm256_fmadd_ps(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m), acc0);
+    }
+    return kk_hsum8(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+}
+
+/* The kk exp: exp(x) lane-wise, Cody–Waite reduction by ln 2 and a degree-5 polynomial
+ * (the Cephes expf coefficients), about 1 ulp. exp(x) for x < −87.3 returns 0 or a tiny
+ * normal (no subnormals); x > 88.37 saturates at ≈ 2^127.5 (not inf); NaN stays NaN.
+ * Each lane is independent, so one value gives the same bits in any lane. */
+KK_INLINE __m256 kk_exp8(__m256 x) {
+    /* min/max with the constant first let a NaN in x through */
+    x = _mm256_min_ps(_mm256_set1_ps(88.3762626647949f), x);
+    x = _mm256_max_ps(_mm256_set1_ps(-88.3762626647949f), x);
+    /* n = floor(x·log2(e) + 0.5) */
+    __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f),
+                                               _mm256_set1_ps(0.5f)));
+    /* r = x − n·ln2 in two pieces (0.693359375 is exact in 9 bits) */
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), r);
+    y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
+    /* 2^n by building the exponent field; n = −127 gives exactly 0 */
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+/* kk exp of one value (the same bits as any lane of kk_exp8) */
+KK_INLINE float kk_exp1(float x) { return _mm256_cvtss_f32(kk_exp8(_mm256_set1_ps(x))); }
+
+/* Row softmax core (softmax.c): s_j = logits[j]·inv_temperature, *max_out = max_j s_j,
+ * returns Z = Σ_j exp(s_j − m) with one 8-lane accumulator (lane l takes j ≡ l mod 8 in
+ * increasing j, masked tail), then kk_hsum8. Shared by every softmax-like entry point. */
+float kk_softmax_stats(const float *logits, int64_t V, float inv_temperature, float *max_out);
+
+#endif /* KK_INTERNAL_H */

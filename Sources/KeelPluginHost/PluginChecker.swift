@@ -1,0 +1,267 @@
+// PluginChecker.swift — the validator behind `keel plugins check`: exercises one plugin on
+// edge cases and states a pass rule for each. It runs in-process here; the CLI runs it in a
+// child process so a plugin that segfaults or traps is reported, not fatal.
+//
+// Pass rules (objective):
+//   empty batch            → status OK, loss 0
+//   length-1 response      → finite loss and gradient
+//   all-masked batch       → loss exactly 0 and every gradient entry exactly 0
+//   mixed batch            → finite outputs; masked tokens get gradient 0
+//   extreme log-probs      → finite outputs (log-probs down to -80, ratios up to e^60)
+//   NaN log-prob           → an error status or a NaN output (reported), never a crash
+//   finite differences     → ∂loss/∂logp matches a central difference in logp with
+//                            logp_frozen held fixed: max|fd − g| ≤ 1e-3·max(max|g|, 1e-3) + 1e-5
+//   micro-batch split      → two calls with whole-batch totals sum to the whole (1e-5 rel.)
+// Reward: empty batch OK; finite rewards on ordinary, empty and non-ASCII responses;
+// Baseline: empty batch OK; finite advantages for one group, singleton and all-equal groups;
+// NaN reward → error status or NaN output.
+
+public struct CheckResult: Sendable, Equatable {
+  public let name: String
+  public let passed: Bool
+  public let detail: String
+}
+
+public struct PluginChecker {
+  public let library: PluginLibrary
+  public let settings: [String: ParameterValue]
+  /// Called with the name of each check before it runs (the child prints it, so a crash can be
+  /// attributed to the check that was running).
+  public var willRun: (String) -> Void = { _ in }
+
+  public init(library: PluginLibrary, settings: [String: ParameterValue] = [:]) {
+    self.library = library
+    self.settings = settings
+  }
+
+  public func run() -> [CheckResult] {
+    switch library.kind {
+    case .objective: return runObjective()
+    case .reward: return runReward()
+    case .baseline: return runBaseline()
+    }
+  }
+
+  private func check(_ name: String, _ body: () throws -> (Bool, String)) -> CheckResult {
+    willRun(name)
+    do {
+      let (ok, detail) = try body()
+      return CheckResult(name: name, passed: ok, detail: detail)
+    } catch {
+      return CheckResult(name: name, passed: false, detail: "\(error)")
+    }
+  }
+
+  // MARK: objective
+
+  /// A deterministic batch: `responses` responses with lengths 1…, alternating advantage
+  /// signs, two per group, ratios on both sides of 1, a masked token in every third response.
+  static func objectiveBatch(responses: Int, seed: UInt64, spread: Float = 0.4) -> ObjectiveBatch {
+    var rng = SplitMix64(seed: seed)
+    var rows: [(group: Int64, advantage: Float, logp: [Float], logpOld: [Float], logpRollout: [Float], mask: [UInt8])] = []
+    for i in 0..<responses {
+      let len = 1 + (i * 3) % 7
+      var lp: [Float] = [], old: [Float] = [], roll: [Float] = [], mask: [UInt8] = []
+      for t in 0..<len {
+        let base = -Float(rng.unit() * 3 + 0.05)
+        lp.append(base)
+        old.append(base + spread * Float(rng.unit() * 2 - 1))
+        roll.append(base + spread * Float(rng.unit() * 2 - 1))
+        mask.append(i % 3 == 2 && t == 0 && len > 1 ? 0 : 1)
+      }
+      let adv = Float((i % 2 == 0 ? 1 : -1) * (0.25 + rng.unit()))
+      rows.append((Int64(i / 2), adv, lp, old, roll, mask))
+    }
+    return ObjectiveBatch(responses: rows)
+  }
+
+  private func runObjective() -> [CheckResult] {
+    func instance() throws -> ObjectiveInstance { try ObjectiveInstance(library: library, settings: settings) }
+    func withRef(_ b: ObjectiveBatch, _ inst: ObjectiveInstance) -> ObjectiveBatch {
+      guard inst.usesReference else { return b }
+      var b = b
+      b.logpRef = b.logpOld.map { $0 - 0.05 }
+      return b
+    }
+    var results: [CheckResult] = []
+    results.append(check("empty batch") {
+      let inst = try instance()
+      let r = try inst.compute(withRef(ObjectiveBatch(seqOffsets: [0], groupIds: [], mask: [], advantages: [], logp: [], logpOld: [], logpRollout: [], totalSequences: 0, totalTokens: 0), inst))
+      return (r.loss == 0, "loss \(r.loss) (rule: 0)")
+    })
+    results.append(check("length-1 response") {
+      let inst = try instance()
+      let b = ObjectiveBatch(responses: [(0, 1.0, [-0.7], [-0.6], [-0.75], [1])])
+      let r = try inst.compute(withRef(b, inst))
+      return (r.loss.isFinite && r.gradLogp.allSatisfy(\.isFinite), "loss \(r.loss), grad \(r.gradLogp)")
+    })
+    results.append(check("all-masked batch") {
+      let inst = try instance()
+      var b = Self.objectiveBatch(responses: 4, seed: 3)
+      b.mask = b.mask.map { _ in 0 }
+      b.totalTokens = 0
+      let r = try inst.compute(withRef(b, inst))
+      let ok = r.loss == 0 && r.gradLogp.allSatisfy { $0 == 0 }
+      return (ok, "loss \(r.loss), max|grad| \(r.gradLogp.map { abs($0) }.max() ?? 0) (rule: exactly 0)")
+    })
+    results.append(check("mixed batch") {
+      let inst = try instance()
+      let b = withRef(Self.objectiveBatch(responses: 8, seed: 5), inst)
+      let r = try inst.compute(b)
+      let maskedZero = zip(b.mask, r.gradLogp).allSatisfy { $0.0 == 1 || $0.1 == 0 }
+      return (maskedZero, maskedZero ? "loss \(r.loss), metrics \(zip(inst.metricNames, r.metrics).map { "\($0)=\($1)" })" : "a masked token has a non-zero gradient")
+    })
+    results.append(check("extreme log-probs") {
+      let inst = try instance()
+      var b = Self.objectiveBatch(responses: 6, seed: 7)
+      for t in 0..<b.numTokens {
+        switch t % 4 {
+        case 0: b.logp[t] = -80; b.logpRollout[t] = -1e-6; b.logpOld[t] = -1e-6
+        case 1: b.logp[t] = -1e-7; b.logpRollout[t] = -60; b.logpOld[t] = -60
+        case 2: b.logp[t] = -30; b.logpRollout[t] = -30; b.logpOld[t] = -0.01
+        default: b.logp[t] = 0; b.logpRollout[t] = -15; b.logpOld[t] = -15
+        }
+      }
+      let r = try inst.compute(withRef(b, inst))
+      return (true, "loss \(r.loss), max|grad| \(r.gradLogp.map { abs($0) }.max() ?? 0)")
+    })
+    results.append(check("NaN log-prob") {
+      let inst = try instance()
+      var b = Self.objectiveBatch(responses: 4, seed: 9)
+      b.logp[0] = .nan
+      do {
+        let r = try inst.compute(withRef(b, inst), checkFinite: false)
+        let nan = !r.loss.isFinite || r.gradLogp.contains { !$0.isFinite }
+        return (nan, nan ? "NaN output (the host reports it)" : "NaN input gave finite output \(r.loss): the NaN was silently dropped")
+      } catch let e as PluginError {
+        return (true, "error status: \(e)")
+      }
+    })
+    results.append(check("finite differences") {
+      let inst = try instance()
+      var b = withRef(Self.objectiveBatch(responses: 8, seed: 11), inst)
+      b.logpFrozen = b.logp
+      let g = try inst.compute(b).gradLogp
+      let gmax = g.map { abs(Double($0)) }.max() ?? 0
+      let tol = 1e-3 * max(gmax, 1e-3) + 1e-5
+      var worst = 0.0, worstAt = -1
+      for t in 0..<b.numTokens {
+        var best = Double.infinity
+        for h: Float in [1e-3, 3e-4] {
+          var plus = b, minus = b
+          plus.logp[t] += h
+          minus.logp[t] -= h
+          let hh = Double(plus.logp[t]) - Double(minus.logp[t])
+          let fd = (try inst.compute(plus).loss - inst.compute(minus).loss) / hh
+          best = min(best, abs(fd - Double(g[t])))
+        }
+        if best > worst { worst = best; worstAt = t }
+      }
+      return (worst <= tol, "max |fd − grad| = \(worst) at token \(worstAt), tolerance \(tol)")
+    })
+    results.append(check("micro-batch split") {
+      let inst = try instance()
+      let b = withRef(Self.objectiveBatch(responses: 8, seed: 13), inst)
+      let whole = try inst.compute(b)
+      let cut = 4  // responses 0..<4 and 4..<8: groups (two responses each) stay whole
+      let parts = [b.slice(0..<cut), b.slice(cut..<b.numSequences)]
+      var loss = 0.0
+      var grad: [Float] = []
+      for p in parts {
+        let r = try inst.compute(p)
+        loss += r.loss
+        grad += r.gradLogp
+      }
+      let scale = max(abs(whole.loss), 1e-6)
+      let gerr = zip(grad, whole.gradLogp).map { abs(Double($0) - Double($1)) }.max() ?? 0
+      let gscale = max(whole.gradLogp.map { abs(Double($0)) }.max() ?? 0, 1e-6)
+      let ok = abs(loss - whole.loss) <= 1e-5 * scale + 1e-9 && gerr <= 1e-5 * gscale
+      return (ok, "loss whole \(whole.loss) vs parts \(loss); max grad diff \(gerr)")
+    })
+    return results
+  }
+
+  // MARK: reward
+
+  private func runReward() -> [CheckResult] {
+    func instance() throws -> RewardInstance { try RewardInstance(library: library, settings: settings) }
+    return [
+      check("empty batch") {
+        let r = try instance().score([])
+        return (r.rewards.isEmpty, "no rewards")
+      },
+      check("ordinary samples") {
+        let samples = [RewardSample(prompt: "12+30=", response: "42", responseIds: [4, 2], reference: "42", task: "add"),
+                       RewardSample(prompt: "12+30=", response: "41", responseIds: [4, 1], reference: "42", task: "add"),
+                       RewardSample(prompt: "sort 3 1 2", response: " 1 2 3 ", responseIds: [1, 2, 3], reference: "1 2 3")]
+        let r = try instance().score(samples)
+        return (r.rewards.count == 3, "rewards \(r.rewards), components \(r.components)")
+      },
+      check("empty and non-ASCII responses") {
+        let samples = [RewardSample(prompt: "", response: "", reference: ""),
+                       RewardSample(prompt: "π≈", response: "3,14 ünïcödé ✓", reference: "3.14", truncated: true)]
+        let r = try instance().score(samples)
+        return (r.rewards.count == 2, "rewards \(r.rewards)")
+      },
+    ]
+  }
+
+  // MARK: baseline
+
+  private func runBaseline() -> [CheckResult] {
+    func instance() throws -> BaselineInstance { try BaselineInstance(library: library, settings: settings) }
+    return [
+      check("empty batch") {
+        let a = try instance().advantages(rewards: [], groupIds: [], lengths: [])
+        return (a.isEmpty, "no advantages")
+      },
+      check("groups: ordinary, singleton, all-equal") {
+        let a = try instance().advantages(rewards: [1, 0, 0, 1, 0.5, 1, 1, 1], groupIds: [7, 7, 7, 7, 3, 9, 9, 9],
+                                          lengths: [3, 4, 1, 2, 5, 2, 2, 2])
+        return (a.count == 8, "advantages \(a)")
+      },
+      check("NaN reward") {
+        do {
+          let a = try instance().advantages(rewards: [1, .nan, 0], groupIds: [0, 0, 0], lengths: [1, 1, 1], checkFinite: false)
+          let nan = a.contains { !$0.isFinite }
+          return (nan, nan ? "NaN output (the host reports it)" : "NaN input gave finite output \(a)")
+        } catch let e as PluginError {
+          return (true, "error status: \(e)")
+        }
+      },
+    ]
+  }
+}
+
+extension ObjectiveBatch {
+  /// Responses `range` as their own call, keeping the whole batch's normalisers.
+  public func slice(_ range: Range<Int>) -> ObjectiveBatch {
+    let lo = Int(seqOffsets[range.lowerBound]), hi = Int(seqOffsets[range.upperBound])
+    var b = self
+    b.seqOffsets = seqOffsets[range.lowerBound...range.upperBound].map { $0 - Int64(lo) }
+    b.groupIds = Array(groupIds[range])
+    b.mask = Array(mask[lo..<hi])
+    b.advantages = Array(advantages[lo..<hi])
+    b.logp = Array(logp[lo..<hi])
+    b.logpFrozen = logpFrozen.map { Array($0[lo..<hi]) }
+    b.logpOld = Array(logpOld[lo..<hi])
+    b.logpRollout = Array(logpRollout[lo..<hi])
+    b.logpRef = logpRef.map { Array($0[lo..<hi]) }
+    return b
+  }
+}
+
+/// A tiny deterministic generator for check batches (SplitMix64).
+public struct SplitMix64 {
+  var state: UInt64
+  public init(seed: UInt64) { state = seed }
+  public mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+  /// Uniform in [0, 1).
+  public mutating func unit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+}

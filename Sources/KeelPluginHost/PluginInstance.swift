@@ -1,0 +1,131 @@
+// PluginInstance.swift — one live instance of a plugin: its own host table (so messages are
+// attributed), create/destroy, serialised calls (the ABI promises a plugin never sees two
+// concurrent calls on one instance), the host-side checks after every call (status, finite
+// outputs), and the optional state blob for checkpoints.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import KeelABI
+
+/// A log line a plugin sent through the host table.
+public struct PluginLogLine: Sendable, Equatable {
+  public let level: UInt32
+  public let message: String
+}
+
+/// What the host table's context points at.
+final class InstanceContext: @unchecked Sendable {
+  let pluginName: String
+  var lastError: String = ""
+  var logs: [PluginLogLine] = []
+  let logSink: (@Sendable (String, PluginLogLine) -> Void)?
+  init(pluginName: String, logSink: (@Sendable (String, PluginLogLine) -> Void)?) {
+    self.pluginName = pluginName
+    self.logSink = logSink
+  }
+}
+
+private func context(_ host: UnsafePointer<keel_host>?) -> InstanceContext? {
+  guard let raw = host?.pointee.context else { return nil }
+  return Unmanaged<InstanceContext>.fromOpaque(raw).takeUnretainedValue()
+}
+
+private let hostLog: @convention(c) (UnsafePointer<keel_host>?, UInt32, UnsafePointer<CChar>?) -> Void = { host, level, message in
+  guard let ctx = context(host) else { return }
+  let line = PluginLogLine(level: level, message: message.map { String(cString: $0) } ?? "")
+  if ctx.logs.count < 1000 { ctx.logs.append(line) }
+  ctx.logSink?(ctx.pluginName, line)
+}
+
+private let hostError: @convention(c) (UnsafePointer<keel_host>?, UnsafePointer<CChar>?) -> Void = { host, message in
+  guard let ctx = context(host) else { return }
+  ctx.lastError = message.map { String(cString: $0) } ?? ""
+}
+
+public class PluginInstance: @unchecked Sendable {
+  public let library: PluginLibrary
+  public let parameters: [(ParameterDeclaration, ParameterValue)]
+  let handle: UnsafeMutableRawPointer?
+  let ctx: InstanceContext
+  let hostTable: UnsafeMutablePointer<keel_host>
+  let lock = Mutex()
+
+  /// Create an instance. `settings` are validated against the declared parameters first.
+  public init(library: PluginLibrary, settings: [String: ParameterValue] = [:], expecting kind: PluginKind? = nil,
+              logSink: (@Sendable (String, PluginLogLine) -> Void)? = nil) throws {
+    if let kind, kind != library.kind {
+      throw PluginError.wrongKind(path: library.path, name: library.name, expected: kind, actual: library.kind)
+    }
+    self.library = library
+    self.parameters = try library.resolveParameters(settings)
+    let ctx = InstanceContext(pluginName: library.name, logSink: logSink)
+    self.ctx = ctx
+    let hostTable = UnsafeMutablePointer<keel_host>.allocate(capacity: 1)
+    self.hostTable = hostTable
+    var h = keel_host()
+    h.struct_size = UInt32(MemoryLayout<keel_host>.size)
+    h.abi_major = UInt32(KEEL_ABI_MAJOR)
+    h.abi_minor = UInt32(KEEL_ABI_MINOR)
+    h.context = Unmanaged.passUnretained(ctx).toOpaque()
+    h.log = hostLog
+    h.error = hostError
+    hostTable.initialize(to: h)
+    let block = ParameterBlock(parameters)
+    var instance: UnsafeMutableRawPointer? = nil
+    let status = block.withParams { params in
+      library.descriptor.pointee.create(UnsafePointer(hostTable), params, &instance)
+    }
+    guard status == KEEL_OK else {
+      hostTable.deallocate()
+      throw PluginError.createFailed(path: library.path, name: library.name, status: status, message: ctx.lastError)
+    }
+    handle = instance
+  }
+
+  deinit {
+    library.descriptor.pointee.destroy(handle)
+    hostTable.deallocate()
+  }
+
+  /// Log lines the plugin sent so far.
+  public var logs: [PluginLogLine] { lock.withLock { ctx.logs } }
+
+  /// Run one plugin call under the instance lock and turn a failure status into an error.
+  func call(_ function: String, _ body: () -> Int32) throws {
+    try lock.withLock {
+      ctx.lastError = ""
+      let status = body()
+      guard status == KEEL_OK else {
+        throw PluginError.callFailed(path: library.path, name: library.name, function: function,
+                                     status: status, message: ctx.lastError)
+      }
+    }
+  }
+
+  // MARK: state blob
+
+  /// The plugin's saved state (empty for stateless plugins).
+  public func saveState() throws -> [UInt8] {
+    let d = library.descriptor.pointee
+    guard let sizeFn = d.state_size, let saveFn = d.save_state else { return [] }
+    var size: UInt64 = 0
+    try call("state_size") { sizeFn(handle, &size) }
+    var blob = [UInt8](repeating: 0, count: Int(size))
+    try call("save_state") { blob.withUnsafeMutableBytes { saveFn(handle, $0.baseAddress, size) } }
+    return blob
+  }
+
+  public func loadState(_ blob: [UInt8]) throws {
+    let d = library.descriptor.pointee
+    guard let loadFn = d.load_state else {
+      guard blob.isEmpty else {
+        throw PluginError.invalidInput("plugin '\(library.name)' (\(library.path)) is stateless but the checkpoint holds \(blob.count) bytes of its state")
+      }
+      return
+    }
+    try call("load_state") { blob.withUnsafeBytes { loadFn(handle, $0.baseAddress, UInt64(blob.count)) } }
+  }
+}

@@ -1,0 +1,286 @@
+// PluginLibrary.swift — one plugin shared library, loaded and validated.
+// Contract: `PluginLibrary.load(path:)` dlopens with RTLD_NOW|RTLD_LOCAL|RTLD_NODELETE (never
+// unloaded), calls keel_plugin_entry with the host ABI version, checks the descriptor
+// (struct_size, ABI major/minor, kind, required pointers, parameter and metric declarations)
+// and returns an immutable Swift view of it. Every failure is a PluginError naming the file.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import KeelABI
+
+public enum PluginKind: UInt32, Sendable, CustomStringConvertible, CaseIterable {
+  case objective = 1, reward = 2, baseline = 3
+  public var description: String {
+    switch self {
+    case .objective: return "objective"
+    case .reward: return "reward"
+    case .baseline: return "baseline"
+    }
+  }
+  public init?(name: String) {
+    guard let k = Self.allCases.first(where: { $0.description == name }) else { return nil }
+    self = k
+  }
+}
+
+public enum ParameterType: UInt32, Sendable, CustomStringConvertible {
+  case float = 1, int = 2, bool = 3, string = 4
+  public var description: String {
+    switch self {
+    case .float: return "float"
+    case .int: return "int"
+    case .bool: return "bool"
+    case .string: return "string"
+    }
+  }
+}
+
+/// A value of a plugin parameter, as the host holds it.
+public enum ParameterValue: Equatable, Sendable, CustomStringConvertible {
+  case float(Double), int(Int64), bool(Bool), string(String)
+  public var description: String {
+    switch self {
+    case .float(let v): return "\(v)"
+    case .int(let v): return "\(v)"
+    case .bool(let v): return v ? "true" : "false"
+    case .string(let v): return "\"\(v)\""
+    }
+  }
+  var typeName: String {
+    switch self {
+    case .float: return "float"
+    case .int: return "int"
+    case .bool: return "bool"
+    case .string: return "string"
+    }
+  }
+}
+
+public struct ParameterDeclaration: Sendable, Equatable {
+  public let name: String
+  public let type: ParameterType
+  public let doc: String
+  public let defaultValue: ParameterValue
+  public let minValue: Double
+  public let maxValue: Double
+}
+
+/// A named scalar an objective reports (metric) or a reward reports per sample (component).
+public struct ScalarDeclaration: Sendable, Equatable {
+  public enum Reduction: UInt32, Sendable, CustomStringConvertible {
+    case tokenMean = 1, sequenceMean = 2, sum = 3
+    public var description: String {
+      switch self {
+      case .tokenMean: return "token-mean"
+      case .sequenceMean: return "sequence-mean"
+      case .sum: return "sum"
+      }
+    }
+  }
+  public let name: String
+  public let doc: String
+  public let reduction: Reduction
+}
+
+public final class PluginLibrary: @unchecked Sendable {
+  public let path: String
+  public let name: String
+  public let version: String
+  public let description: String
+  public let kind: PluginKind
+  public let abiMajor: UInt32
+  public let abiMinor: UInt32
+  public let parameters: [ParameterDeclaration]
+  /// Objective metrics or reward components (empty for baselines).
+  public let scalars: [ScalarDeclaration]
+  /// Objective aggregation as the plugin declares it ("" for other kinds).
+  public let aggregation: String
+  public let objectiveFlags: UInt32
+  public let hasState: Bool
+  let descriptor: UnsafePointer<keel_plugin>
+
+  /// Every library is loaded once per process (dlopen returns the same handle anyway).
+  nonisolated(unsafe) private static var cache: [String: PluginLibrary] = [:]
+  private static let cacheLock = Mutex()
+
+  public static func load(path: String) throws -> PluginLibrary {
+    let resolved = canonicalPath(path)
+    return try cacheLock.withLock {
+      if let hit = cache[resolved] { return hit }
+      let library = try PluginLibrary(resolvedPath: resolved, shownPath: path)
+      cache[resolved] = library
+      return library
+    }
+  }
+
+  private init(resolvedPath: String, shownPath: String) throws {
+    var isDirectory = false
+    guard fileExists(resolvedPath, isDirectory: &isDirectory), !isDirectory else {
+      throw PluginError.fileNotFound(path: shownPath)
+    }
+    // dlopen needs a '/' in the path, or it searches the system directories instead.
+    let openPath = resolvedPath.contains("/") ? resolvedPath : "./" + resolvedPath
+    _ = dlerror()
+    guard let handle = dlopen(openPath, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
+      let reason = dlerror().map { String(cString: $0) } ?? "unknown dlopen error"
+      throw PluginError.loadFailed(path: shownPath, reason: reason)
+    }
+    _ = dlerror()
+    guard let symbol = dlsym(handle, KEEL_PLUGIN_ENTRY_SYMBOL) else {
+      let reason = dlerror().map { String(cString: $0) } ?? "symbol not found"
+      throw PluginError.missingEntry(path: shownPath, reason: reason)
+    }
+    let entry = unsafeBitCast(symbol, to: keel_plugin_entry_fn.self)
+    guard let d = entry(UInt32(KEEL_ABI_MAJOR), UInt32(KEEL_ABI_MINOR)) else {
+      throw PluginError.entryReturnedNull(path: shownPath)
+    }
+    // Read struct_size before anything else: a short descriptor must not be read past its end.
+    let size = UnsafeRawPointer(d).load(as: UInt32.self)
+    guard Int(size) >= MemoryLayout<keel_plugin>.size else {
+      throw PluginError.descriptorTooSmall(path: shownPath, size: size, minimum: MemoryLayout<keel_plugin>.size)
+    }
+    let c = d.pointee
+    let name = c.name.map { String(cString: $0) } ?? ""
+    guard !name.isEmpty else {
+      throw PluginError.invalidDescriptor(path: shownPath, name: "?", reason: "name is NULL or empty")
+    }
+    guard c.abi_major == UInt32(KEEL_ABI_MAJOR) else {
+      throw PluginError.abiMajorMismatch(path: shownPath, name: name, plugin: (c.abi_major, c.abi_minor))
+    }
+    guard c.abi_minor <= UInt32(KEEL_ABI_MINOR) else {
+      throw PluginError.abiMinorTooNew(path: shownPath, name: name, plugin: (c.abi_major, c.abi_minor))
+    }
+    guard let kind = PluginKind(rawValue: c.kind) else {
+      throw PluginError.invalidDescriptor(path: shownPath, name: name, reason: "unknown kind \(c.kind) (1 objective, 2 reward, 3 baseline)")
+    }
+    func invalid(_ why: String) -> PluginError { .invalidDescriptor(path: shownPath, name: name, reason: why) }
+    guard name.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+      throw invalid("name '\(name)' must use only a-z, 0-9, '-' and '_'")
+    }
+    guard c.create != nil, c.destroy != nil else { throw invalid("create or destroy is NULL") }
+    guard c.vtable != nil else { throw invalid("vtable is NULL") }
+    let stateFns = [c.state_size != nil, c.save_state != nil, c.load_state != nil]
+    guard stateFns.allSatisfy({ $0 }) || stateFns.allSatisfy({ !$0 }) else {
+      throw invalid("state_size, save_state and load_state must be all set or all NULL")
+    }
+    self.path = shownPath
+    self.name = name
+    self.kind = kind
+    self.version = c.version.map { String(cString: $0) } ?? "?"
+    self.description = c.description.map { String(cString: $0) } ?? ""
+    self.abiMajor = c.abi_major
+    self.abiMinor = c.abi_minor
+    self.hasState = stateFns[0]
+    self.descriptor = d
+    self.parameters = try Self.readParameters(c, invalid: invalid)
+    var scalars: [ScalarDeclaration] = []
+    var aggregation = ""
+    var flags: UInt32 = 0
+    switch kind {
+    case .objective:
+      let v = c.vtable.assumingMemoryBound(to: keel_objective_vtable.self)
+      guard Int(v.pointee.struct_size) >= MemoryLayout<keel_objective_vtable>.size else {
+        throw invalid("objective vtable struct_size \(v.pointee.struct_size) < \(MemoryLayout<keel_objective_vtable>.size)")
+      }
+      guard v.pointee.compute != nil else { throw invalid("objective compute is NULL") }
+      scalars = try Self.readScalars(v.pointee.metrics, count: v.pointee.metric_count, what: "metric", invalid: invalid)
+      aggregation = v.pointee.aggregation.map { String(cString: $0) } ?? ""
+      flags = v.pointee.flags
+    case .reward:
+      let v = c.vtable.assumingMemoryBound(to: keel_reward_vtable.self)
+      guard Int(v.pointee.struct_size) >= MemoryLayout<keel_reward_vtable>.size else {
+        throw invalid("reward vtable struct_size \(v.pointee.struct_size) < \(MemoryLayout<keel_reward_vtable>.size)")
+      }
+      guard v.pointee.compute != nil else { throw invalid("reward compute is NULL") }
+      scalars = try Self.readScalars(v.pointee.components, count: v.pointee.component_count, what: "component", invalid: invalid)
+    case .baseline:
+      let v = c.vtable.assumingMemoryBound(to: keel_baseline_vtable.self)
+      guard Int(v.pointee.struct_size) >= MemoryLayout<keel_baseline_vtable>.size else {
+        throw invalid("baseline vtable struct_size \(v.pointee.struct_size) < \(MemoryLayout<keel_baseline_vtable>.size)")
+      }
+      guard v.pointee.compute != nil else { throw invalid("baseline compute is NULL") }
+    }
+    self.scalars = scalars
+    self.aggregation = aggregation
+    self.objectiveFlags = flags
+  }
+
+  private static func readParameters(_ c: keel_plugin, invalid: (String) -> PluginError) throws -> [ParameterDeclaration] {
+    guard c.param_count > 0 else { return [] }
+    guard let params = c.params else { throw invalid("param_count is \(c.param_count) but params is NULL") }
+    var out: [ParameterDeclaration] = []
+    for i in 0..<Int(c.param_count) {
+      let p = params[i]
+      guard Int(p.struct_size) >= MemoryLayout<keel_param_decl>.size else {
+        throw invalid("parameter #\(i) has struct_size \(p.struct_size) < \(MemoryLayout<keel_param_decl>.size)")
+      }
+      guard let namePtr = p.name, case let pname = String(cString: namePtr), !pname.isEmpty else {
+        throw invalid("parameter #\(i) has no name")
+      }
+      guard let type = ParameterType(rawValue: p.type) else { throw invalid("parameter '\(pname)' has unknown type \(p.type)") }
+      guard !out.contains(where: { $0.name == pname }) else { throw invalid("parameter '\(pname)' is declared twice") }
+      let value: ParameterValue
+      switch type {
+      case .float: value = .float(p.default_f)
+      case .int: value = .int(p.default_i)
+      case .bool: value = .bool(p.default_i != 0)
+      case .string: value = .string(p.default_s.map { String(cString: $0) } ?? "")
+      }
+      let lo = p.min_value.isNaN ? -Double.infinity : p.min_value
+      let hi = p.max_value.isNaN ? Double.infinity : p.max_value
+      out.append(ParameterDeclaration(name: pname, type: type, doc: p.doc.map { String(cString: $0) } ?? "",
+                                      defaultValue: value, minValue: lo, maxValue: hi))
+    }
+    return out
+  }
+
+  private static func readScalars(_ decls: UnsafePointer<keel_scalar_decl>?, count: UInt32, what: String,
+                                  invalid: (String) -> PluginError) throws -> [ScalarDeclaration] {
+    guard count > 0 else { return [] }
+    guard let decls else { throw invalid("\(what)_count is \(count) but the \(what) declarations are NULL") }
+    return try (0..<Int(count)).map { i in
+      let s = decls[i]
+      guard let n = s.name, case let name = String(cString: n), !name.isEmpty else { throw invalid("\(what) #\(i) has no name") }
+      guard let red = ScalarDeclaration.Reduction(rawValue: s.reduction) else {
+        throw invalid("\(what) '\(name)' has unknown reduction \(s.reduction)")
+      }
+      return ScalarDeclaration(name: name, doc: s.doc.map { String(cString: $0) } ?? "", reduction: red)
+    }
+  }
+
+  /// An extension table by string id, or nil.
+  public func extensionTable(_ id: String) -> UnsafeRawPointer? {
+    guard let fn = descriptor.pointee.get_extension else { return nil }
+    return id.withCString { fn($0) }
+  }
+}
+
+// MARK: - small POSIX helpers shared by the host
+
+func canonicalPath(_ path: String) -> String {
+  guard let real = realpath(path, nil) else { return path }
+  defer { free(real) }
+  return String(cString: real)
+}
+
+func fileExists(_ path: String, isDirectory: inout Bool) -> Bool {
+  var st = stat()
+  guard stat(path, &st) == 0 else { return false }
+  isDirectory = (st.st_mode & S_IFMT) == S_IFDIR
+  return true
+}
+
+/// A pthread mutex usable from Swift 6 strict concurrency (Foundation-free).
+final class Mutex: @unchecked Sendable {
+  private var m = pthread_mutex_t()
+  init() { pthread_mutex_init(&m, nil) }
+  deinit { pthread_mutex_destroy(&m) }
+  func withLock<T>(_ body: () throws -> T) rethrows -> T {
+    pthread_mutex_lock(&m)
+    defer { pthread_mutex_unlock(&m) }
+    return try body()
+  }
+}

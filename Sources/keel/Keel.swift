@@ -1,0 +1,14 @@
+// Keel.swift — the `keel` executable: commands only, no logic (that lives in the modules).
+//   keel plugins list | inspect | check | include-dir
+//   keel new-plugin --kind objective --lang c NAME
+import ArgumentParser
+import KeelPluginHost
+
+@main
+struct Keel: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "keel",
+    abstract: "Stable reinforcement learning for language-model policies, with plugin objectives, rewards and baselines.",
+    version: "keel \(KeelVersion.string) (plugin ABI \(KeelVersion.abi))",
+    subcommands: [PluginsCommand.self, NewPluginCommand.self])
+}
