@@ -15,7 +15,7 @@ let plugin = { (product: String, target: String, path: String, swift: Bool) -> (
     ? .target(name: target, dependencies: ["KeelABI"], path: path, linkerSettings: exportOnlyEntry)
     : .target(name: target, dependencies: ["KeelABI"], path: path,
               publicHeadersPath: ".", cSettings: [.unsafeFlags(["-fvisibility=hidden", "-O2"])],
-              linkerSettings: exportOnlyEntry)
+              linkerSettings: exportOnlyEntry + [.linkedLibrary("m")])
   return (.library(name: product, type: .dynamic, targets: [target]), t)
 }
 
@@ -45,9 +45,10 @@ let package = Package(
                       dependencies: ["KeelPluginHost",
                                      .product(name: "ArgumentParser", package: "swift-argument-parser")],
                       path: "Sources/keel"),
-    .testTarget(name: "KeelPluginHostTests", dependencies: ["KeelPluginHost", "KeelABI"],
+    .target(name: "KeelTestSupport", dependencies: ["KeelPluginHost"], path: "Tests/KeelTestSupport"),
+    .testTarget(name: "KeelPluginHostTests", dependencies: ["KeelPluginHost", "KeelABI", "KeelTestSupport"],
                 path: "Tests/KeelPluginHostTests"),
-    .testTarget(name: "KeelCLITests", dependencies: ["KeelPluginHost"],
+    .testTarget(name: "KeelCLITests", dependencies: ["KeelPluginHost", "KeelTestSupport"],
                 path: "Tests/KeelCLITests"),
   ] + builtinPlugins.map { $0.1 },
   swiftLanguageModes: [.v6]

@@ -151,6 +151,10 @@ public final class ObjectiveInstance: PluginInstance, @unchecked Sendable {
       if let bad = result.gradLogp.firstIndex(where: { !$0.isFinite }) {
         throw PluginError.nonFinite(path: library.path, name: library.name, what: "gradient ∂loss/∂logp at token \(bad) (\(result.gradLogp[bad]))")
       }
+      if let bad = result.gradLogp.indices.first(where: { batch.mask[$0] == 0 && result.gradLogp[$0] != 0 }) {
+        throw PluginError.callFailed(path: library.path, name: library.name, function: "objective.compute", status: KEEL_ERR_INTERNAL,
+                                     message: "host check: masked token \(bad) got gradient \(result.gradLogp[bad]) (must be 0)")
+      }
     }
     return result
   }

@@ -56,7 +56,7 @@ public struct PluginChecker {
 
   /// A deterministic batch: `responses` responses with lengths 1…, alternating advantage
   /// signs, two per group, ratios on both sides of 1, a masked token in every third response.
-  static func objectiveBatch(responses: Int, seed: UInt64, spread: Float = 0.4) -> ObjectiveBatch {
+  public static func objectiveBatch(responses: Int, seed: UInt64, spread: Float = 0.4) -> ObjectiveBatch {
     var rng = SplitMix64(seed: seed)
     var rows: [(group: Int64, advantage: Float, logp: [Float], logpOld: [Float], logpRollout: [Float], mask: [UInt8])] = []
     for i in 0..<responses {

@@ -26,3 +26,10 @@ int64_t digits(const char *response) {
   for (; *response; response++) count += *response >= '0' && *response <= '9';
   return count;
 }
+
+/* sum_ids(ids, n): the sum of the response's token ids (for the response_ids/response_len kinds). */
+int64_t sum_ids(const int32_t *ids, int64_t n) {
+  int64_t s = 0;
+  for (int64_t i = 0; i < n; i++) s += ids[i];
+  return s;
+}

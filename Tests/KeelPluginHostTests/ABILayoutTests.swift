@@ -1,0 +1,52 @@
+// ABILayoutTests.swift — the ABI's struct layout, as Swift imports the header, equals the
+// sizes and offsets docs/abi.md states (LP64). A field inserted, removed or reordered fails.
+import KeelABI
+import XCTest
+
+final class ABILayoutTests: XCTestCase {
+  func testStructSizes() {
+    XCTAssertEqual(MemoryLayout<keel_host>.size, 40)
+    XCTAssertEqual(MemoryLayout<keel_param_decl>.size, 64)
+    XCTAssertEqual(MemoryLayout<keel_param_value>.size, 40)
+    XCTAssertEqual(MemoryLayout<keel_params>.size, 16)
+    XCTAssertEqual(MemoryLayout<keel_scalar_decl>.size, 24)
+    XCTAssertEqual(MemoryLayout<keel_objective_batch>.size, 120)
+    XCTAssertEqual(MemoryLayout<keel_objective_output>.size, 32)
+    XCTAssertEqual(MemoryLayout<keel_objective_vtable>.size, 40)
+    XCTAssertEqual(MemoryLayout<keel_reward_sample>.size, 72)
+    XCTAssertEqual(MemoryLayout<keel_reward_batch>.size, 24)
+    XCTAssertEqual(MemoryLayout<keel_reward_output>.size, 24)
+    XCTAssertEqual(MemoryLayout<keel_reward_vtable>.size, 24)
+    XCTAssertEqual(MemoryLayout<keel_baseline_batch>.size, 40)
+    XCTAssertEqual(MemoryLayout<keel_baseline_output>.size, 16)
+    XCTAssertEqual(MemoryLayout<keel_baseline_vtable>.size, 16)
+    XCTAssertEqual(MemoryLayout<keel_plugin>.size, 112)
+  }
+
+  func testStructSizeComesFirstAndKeyOffsets() {
+    XCTAssertEqual(MemoryLayout<keel_plugin>.offset(of: \.struct_size), 0)
+    XCTAssertEqual(MemoryLayout<keel_plugin>.offset(of: \.kind), 12)
+    XCTAssertEqual(MemoryLayout<keel_plugin>.offset(of: \.name), 16)
+    XCTAssertEqual(MemoryLayout<keel_plugin>.offset(of: \.params), 48)
+    XCTAssertEqual(MemoryLayout<keel_plugin>.offset(of: \.create), 56)
+    XCTAssertEqual(MemoryLayout<keel_plugin>.offset(of: \.vtable), 80)
+    XCTAssertEqual(MemoryLayout<keel_plugin>.offset(of: \.load_state), 104)
+    XCTAssertEqual(MemoryLayout<keel_host>.offset(of: \.context), 16)
+    XCTAssertEqual(MemoryLayout<keel_host>.offset(of: \.error), 32)
+    XCTAssertEqual(MemoryLayout<keel_objective_batch>.offset(of: \.seq_offsets), 24)
+    XCTAssertEqual(MemoryLayout<keel_objective_batch>.offset(of: \.logp_frozen), 64)
+    XCTAssertEqual(MemoryLayout<keel_objective_batch>.offset(of: \.total_sequences), 96)
+    XCTAssertEqual(MemoryLayout<keel_objective_batch>.offset(of: \.max_response_tokens), 112)
+    XCTAssertEqual(MemoryLayout<keel_objective_vtable>.offset(of: \.compute), 32)
+    XCTAssertEqual(MemoryLayout<keel_reward_sample>.offset(of: \.response_len), 32)
+    XCTAssertEqual(MemoryLayout<keel_reward_sample>.offset(of: \.truncated), 64)
+  }
+
+  func testVersionConstants() {
+    XCTAssertEqual(KEEL_ABI_MAJOR, 1)
+    XCTAssertEqual(KEEL_ABI_MINOR, 0)
+    XCTAssertEqual(KEEL_KIND_OBJECTIVE, 1)
+    XCTAssertEqual(KEEL_KIND_REWARD, 2)
+    XCTAssertEqual(KEEL_KIND_BASELINE, 3)
+  }
+}
