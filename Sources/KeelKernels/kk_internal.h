@@ -12,6 +12,8 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "keel_kernels.h"
 
@@ -20,6 +22,18 @@
 #endif
 
 #define KK_INLINE static inline __attribute__((always_inline))
+
+/* Fail fast on a caller bug (a contract in keel_kernels.h broken): say which kernel, what
+ * was wrong and what to do, then abort. Kernels have no error channel by design. */
+#define KK_CHECK(cond, ...)                                                     \
+    do {                                                                        \
+        if (!(cond)) {                                                          \
+            fprintf(stderr, "KeelKernels %s: ", __func__);                      \
+            fprintf(stderr, __VA_ARGS__);                                       \
+            fprintf(stderr, "\n");                                              \
+            abort();                                                            \
+        }                                                                       \
+    } while (0)
 
 /* all-ones in the first n lanes (0 ≤ n ≤ 8), zeros after */
 KK_INLINE __m256i kk_mask8(int64_t n) {

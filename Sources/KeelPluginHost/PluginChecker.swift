@@ -28,6 +28,8 @@ public struct PluginChecker {
   /// Called with the name of each check before it runs (the child prints it, so a crash can be
   /// attributed to the check that was running).
   public var willRun: (String) -> Void = { _ in }
+  /// Called with each result as soon as its check finishes.
+  public var didRun: (CheckResult) -> Void = { _ in }
 
   public init(library: PluginLibrary, settings: [String: ParameterValue] = [:]) {
     self.library = library
@@ -44,12 +46,15 @@ public struct PluginChecker {
 
   private func check(_ name: String, _ body: () throws -> (Bool, String)) -> CheckResult {
     willRun(name)
+    let result: CheckResult
     do {
       let (ok, detail) = try body()
-      return CheckResult(name: name, passed: ok, detail: detail)
+      result = CheckResult(name: name, passed: ok, detail: detail)
     } catch {
-      return CheckResult(name: name, passed: false, detail: "\(error)")
+      result = CheckResult(name: name, passed: false, detail: "\(error)")
     }
+    didRun(result)
+    return result
   }
 
   // MARK: objective

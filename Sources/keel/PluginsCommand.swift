@@ -106,6 +106,8 @@ extension PluginsCommand {
       let child = Process()
       child.executableURL = URL(fileURLWithPath: KeelPaths.executable)
       child.arguments = ["plugins", "check", lib.path, "--in-process"] + parameters.settings.flatMap { ["--set", $0] }
+      // The crash is ours to report: no Swift backtrace from the child.
+      child.environment = ProcessInfo.processInfo.environment.merging(["SWIFT_BACKTRACE": "enable=no"]) { $1 }
       let pipe = Pipe()
       child.standardOutput = pipe
       child.standardError = pipe
@@ -136,10 +138,8 @@ extension PluginsCommand {
       let lib = try PluginLibrary.load(path: plugin)
       var checker = PluginChecker(library: lib, settings: try parameters.parse(for: lib))
       checker.willRun = { name in print("RUN \(name)"); fflush(nil) }
+      checker.didRun = { r in print("\(r.passed ? "PASS" : "FAIL") \(r.name): \(r.detail)"); fflush(nil) }
       let results = checker.run()
-      for r in results {
-        print("\(r.passed ? "PASS" : "FAIL") \(r.name): \(r.detail)")
-      }
       if results.contains(where: { !$0.passed }) { throw ExitCode(1) }
     }
   }

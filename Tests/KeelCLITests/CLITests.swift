@@ -1,0 +1,110 @@
+// CLITests.swift — the real `keel` binary, end to end: plugins list / inspect / check (a
+// segfaulting plugin is reported as a crash and keel survives), new-plugin → make → check,
+// include-dir and --version, compared against their expected output.
+import Foundation
+import KeelPluginHost
+import KeelTestSupport
+import XCTest
+
+final class CLITests: XCTestCase {
+  func keel(_ args: [String], cwd: String? = nil, env: [String: String]? = nil) throws -> TestSupport.Output {
+    try TestSupport.run(TestSupport.keel, args, cwd: cwd, environment: env)
+  }
+
+  func testVersionAndIncludeDir() throws {
+    let v = try keel(["--version"])
+    XCTAssertEqual(v.stdout, "keel \(KeelVersion.string) (plugin ABI 1.0)\n")
+    let inc = try keel(["plugins", "include-dir"])
+    XCTAssertEqual(inc.status, 0)
+    XCTAssertEqual(inc.stdout.trimmingCharacters(in: .whitespacesAndNewlines), TestSupport.includeDir)
+    XCTAssertTrue(FileManager.default.fileExists(atPath: TestSupport.includeDir + "/keel/keel_plugin.h"))
+  }
+
+  func testPluginsListShowsEveryBuiltinWithParameters() throws {
+    let out = try keel(["plugins", "list"], env: ["KEEL_PLUGIN_PATH": ""])
+    XCTAssertEqual(out.status, 0, out.stdout)
+    let lines = out.stdout.split(separator: "\n").map(String.init)
+    XCTAssertEqual(lines.first, "NAME               KIND       VERSION  ABI  PATH")
+    for (name, kind) in [("minirl", "objective"), ("reinforce", "objective"), ("exact-match", "reward"), ("group-mean", "baseline")] {
+      let row = try XCTUnwrap(lines.first { $0.hasPrefix(name + " ") }, "\(name) missing from:\n\(out.stdout)")
+      let cols = row.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+      XCTAssertEqual(Array(cols[1...3]), [kind, "1.0.0", "1.0"])
+      XCTAssertTrue(cols[4].hasSuffix("/libkeel-\(name).so"), cols[4])
+    }
+    XCTAssertTrue(lines.contains("    eps_low: float = 0.2 [0.0, 1.0] — lower clip: mask tokens with A < 0 and pi/pi_old < 1 - eps_low"), out.stdout)
+    XCTAssertTrue(lines.contains { $0.hasPrefix("    tis_cap: float = 5.0") })
+    XCTAssertTrue(lines.contains { $0.hasPrefix("    marker: string = \"\"") })
+  }
+
+  func testInspect() throws {
+    let out = try keel(["plugins", "inspect", "minirl"])
+    XCTAssertEqual(out.status, 0)
+    XCTAssertTrue(out.stdout.contains("kind:        objective\n"))
+    XCTAssertTrue(out.stdout.contains("aggregation: seq-mean-token-sum\n"))
+    XCTAssertTrue(out.stdout.contains("  masked_fraction_low (token-mean)"))
+    let bad = try keel(["plugins", "inspect", "minrl"])
+    XCTAssertNotEqual(bad.status, 0)
+    XCTAssertTrue(bad.stdout.contains("no plugin named 'minrl'"), bad.stdout)
+  }
+
+  func testCheckPassesOnEveryBuiltin() throws {
+    for (name, count) in [("minirl", 8), ("reinforce", 8), ("exact-match", 3), ("group-mean", 3)] {
+      let out = try keel(["plugins", "check", name])
+      XCTAssertEqual(out.status, 0, out.stdout)
+      XCTAssertTrue(out.stdout.hasSuffix("\(name): \(count) of \(count) checks passed\n"), out.stdout)
+      XCTAssertFalse(out.stdout.contains("FAIL"))
+    }
+  }
+
+  func testCheckReportsASegfaultingPluginAndSurvives() throws {
+    let path = try TestSupport.fixture("segfault.c")
+    let out = try keel(["plugins", "check", path])
+    XCTAssertFalse(out.signaled, "keel itself must not crash")
+    XCTAssertEqual(out.status, 1)
+    XCTAssertTrue(out.stdout.contains("PASS empty batch"), out.stdout)
+    XCTAssertTrue(out.stdout.contains("CRASH length-1 response: plugin 'fixture-segfault' (\(path)) crashed with signal 11 (SIGSEGV); keel survived"), out.stdout)
+  }
+
+  func testCheckReportsNaNAndWrongGradientAsFailures() throws {
+    let nan = try keel(["plugins", "check", try TestSupport.fixture("nan_output.c")])
+    XCTAssertEqual(nan.status, 1)
+    XCTAssertTrue(nan.stdout.contains("FAIL length-1 response: plugin 'fixture-nan'"), nan.stdout)
+    XCTAssertTrue(nan.stdout.contains("non-finite loss"), nan.stdout)
+    let wrong = try keel(["plugins", "check", try TestSupport.fixture("wrong_grad.c")])
+    XCTAssertEqual(wrong.status, 1)
+    XCTAssertTrue(wrong.stdout.contains("FAIL finite differences: max |fd − grad| ="), wrong.stdout)
+  }
+
+  func testCheckLoadErrorsAreClearAndNonZero() throws {
+    let out = try keel(["plugins", "check", try TestSupport.fixture("abi_major.c")])
+    XCTAssertNotEqual(out.status, 0)
+    XCTAssertTrue(out.stdout.contains("implements ABI 2.0 but this keel hosts ABI 1.0"), out.stdout)
+    let params = try keel(["plugins", "check", "minirl", "--set", "eps_hihg=0.3"])
+    XCTAssertNotEqual(params.status, 0)
+    XCTAssertTrue(params.stdout.contains("did you mean 'eps_high'"), params.stdout)
+  }
+
+  func testNewPluginScaffoldBuildsAndPassesCheck() throws {
+    let work = TestSupport.tempDir("keel-new")
+    for (lang, kind) in [("c", "objective"), ("c", "reward"), ("c", "baseline"), ("swift", "objective")] {
+      let name = "my-\(lang)-\(kind)"
+      let out = try keel(["new-plugin", "--kind", kind, "--lang", lang, name], cwd: work)
+      XCTAssertEqual(out.status, 0, out.stdout)
+      XCTAssertTrue(out.stdout.hasPrefix("created \(kind) plugin '\(name)' (\(lang)) in \(name):\n"), out.stdout)
+      // The Makefile calls this keel for the include directory: no flags needed.
+      let make = try TestSupport.run("/usr/bin/make", ["-C", work + "/" + name])
+      XCTAssertEqual(make.status, 0, make.stdout)
+      let lib = "\(work)/\(name)/lib\(name).so"
+      let check = try keel(["plugins", "check", lib])
+      XCTAssertEqual(check.status, 0, check.stdout)
+      let inspect = try keel(["plugins", "inspect", lib])
+      XCTAssertTrue(inspect.stdout.hasPrefix("name:        \(name)\nkind:        \(kind)\n"), inspect.stdout)
+    }
+    let again = try keel(["new-plugin", "--kind", "objective", "my-c-objective"], cwd: work)
+    XCTAssertNotEqual(again.status, 0)
+    XCTAssertTrue(again.stdout.contains("already exists"))
+    let noTemplate = try keel(["new-plugin", "--kind", "reward", "--lang", "swift", "x"], cwd: work)
+    XCTAssertNotEqual(noTemplate.status, 0)
+    XCTAssertTrue(noTemplate.stdout.contains("no template for --lang swift --kind reward"), noTemplate.stdout)
+  }
+}
