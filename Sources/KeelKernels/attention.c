@@ -14,6 +14,7 @@
 enum {
     KK_ATTN_MAX_D = 1024,       /* accumulator for one head's output lives on the stack */
     KK_ATTN_CACHED_KEYS = 2048, /* scores kept on the stack (8 KB); more keys: recompute */
+    KK_ATTN_REG_D = 128,        /* D = 8·nb ≤ 128: accumulators in registers */
 };
 
 /* y[d] = fma(a, x[d], y[d]) for d < D: one FMA per element, masked tail */
@@ -25,6 +26,41 @@ KK_INLINE void kk_axpy(float *y, float a, const float *x, int D) {
     if (d < D) {
         __m256i m = kk_mask8(D - d);
         _mm256_maskstore_ps(y + d, m, _mm256_fmadd_ps(va, _mm256_maskload_ps(x + d, m), _mm256_maskload_ps(y + d, m)));
+    }
+}
+
+/* acc[d] = Σ_j w[j]·x_j[d] for d < 8·NB, x_j = x + j·stride, sequential j; the chain for
+ * each d starts from acc[d] as given. Same FMAs as n calls of kk_axpy, but the NB
+ * accumulators stay in registers (a chain through memory costs ~10 cycles per key, this
+ * one 4). NB is a compile-time constant at each call (see kk_weighted_sum). If sum != NULL
+ * also *sum += w[j] sequentially. */
+KK_INLINE void kk_weighted_sum_nb(const int NB, float *acc, float *sum, const float *w,
+                                  const float *x, int64_t stride, int64_t n) {
+    __m256 a[KK_ATTN_REG_D / 8];
+    for (int b = 0; b < NB; b++) a[b] = _mm256_loadu_ps(acc + 8 * b);
+    float l = sum != NULL ? *sum : 0.0f;
+    for (int64_t j = 0; j < n; j++) {
+        __m256 wj = _mm256_broadcast_ss(w + j);
+        if (sum != NULL) l += w[j];
+        for (int b = 0; b < NB; b++) a[b] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(x + j * stride + 8 * b), a[b]);
+    }
+    for (int b = 0; b < NB; b++) _mm256_storeu_ps(acc + 8 * b, a[b]);
+    if (sum != NULL) *sum = l;
+}
+
+/* dispatch on D: registers when D is a multiple of 8 up to 128, else kk_axpy per key */
+static void kk_weighted_sum(float *acc, float *sum, const float *w, const float *x,
+                            int64_t stride, int64_t n, int D) {
+    switch (D % 8 == 0 ? D / 8 : 0) {
+#define KK_CASE(NB) case NB: kk_weighted_sum_nb(NB, acc, sum, w, x, stride, n); return;
+        KK_CASE(1) KK_CASE(2) KK_CASE(3) KK_CASE(4) KK_CASE(5) KK_CASE(6) KK_CASE(7) KK_CASE(8)
+        KK_CASE(9) KK_CASE(10) KK_CASE(11) KK_CASE(12) KK_CASE(13) KK_CASE(14) KK_CASE(15) KK_CASE(16)
+#undef KK_CASE
+    default:
+        for (int64_t j = 0; j < n; j++) {
+            if (sum != NULL) *sum += w[j];
+            kk_axpy(acc, w[j], x + j * stride, D);
+        }
     }
 }
 
@@ -67,10 +103,14 @@ void kk_attention_row_forward(float *out, float *lse, const float *q, const floa
         // pass 2: l = Σ_j e_j and acc[d] = Σ_j e_j v_j[d], both in sequential j order
         for (int d = 0; d < D; d++) acc[d] = 0.0f;
         float l = 0.0f;
-        for (int64_t j = 0; j < n_keys; j++) {
-            float e = cached ? scores[j] : kk_exp1(scale * kk_dot(qh, kh + j * kv_row_stride, D) - m);
-            l += e;
-            kk_axpy(acc, e, vh + j * kv_row_stride, D);
+        if (cached) {
+            kk_weighted_sum(acc, &l, scores, vh, kv_row_stride, n_keys, D);
+        } else {
+            for (int64_t j = 0; j < n_keys; j++) {
+                float e = kk_exp1(scale * kk_dot(qh, kh + j * kv_row_stride, D) - m);
+                l += e;
+                kk_axpy(acc, e, vh + j * kv_row_stride, D);
+            }
         }
         float *oh = out + (int64_t)h * D;
         for (int d = 0; d < D; d++) oh[d] = acc[d] / l;
@@ -114,14 +154,24 @@ void kk_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                 delta = fmaf(p, dp, delta);
             }
             // pass 2: scatter the gradients
-            for (int64_t j = 0; j < n; j++) {
-                float p, dp;
-                if (cached) { p = probs[j]; dp = dprobs[j]; }
-                else { p = kk_exp1(scale * kk_dot(qh, kh + j * kvs, D) - L); dp = kk_dot(doh, vh + j * kvs, D); }
-                float ds = scale * (p * (dp - delta));
-                kk_axpy(dqh, ds, kh + j * kvs, D);
-                kk_axpy(dk + j * kvs + g * D, ds, qh, D);
-                kk_axpy(dv + j * kvs + g * D, p, doh, D);
+            if (cached) {
+                // dprobs[j] ← ds_j, then dq_h as one register-resident weighted sum
+                for (int64_t j = 0; j < n; j++) {
+                    float ds = scale * (probs[j] * (dprobs[j] - delta));
+                    dprobs[j] = ds;
+                    kk_axpy(dk + j * kvs + g * D, ds, qh, D);
+                    kk_axpy(dv + j * kvs + g * D, probs[j], doh, D);
+                }
+                kk_weighted_sum(dqh, NULL, dprobs, kh, kvs, n, D);
+            } else {
+                for (int64_t j = 0; j < n; j++) {
+                    float p = kk_exp1(scale * kk_dot(qh, kh + j * kvs, D) - L);
+                    float dp = kk_dot(doh, vh + j * kvs, D);
+                    float ds = scale * (p * (dp - delta));
+                    kk_axpy(dqh, ds, kh + j * kvs, D);
+                    kk_axpy(dk + j * kvs + g * D, ds, qh, D);
+                    kk_axpy(dv + j * kvs + g * D, p, doh, D);
+                }
             }
         }
     }

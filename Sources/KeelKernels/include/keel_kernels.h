@@ -63,7 +63,8 @@ void kk_transpose(float *out, const float *in, int64_t R, int64_t C);
 
 /* ---- rmsnorm.c --------------------------------------------------------------------------
  * out[r,c] = (in[r,c] * rstd[r]) * weight[c],  rstd[r] = 1 / sqrtf(Σ_c in[r,c]² / C + eps)
- * (sum of squares in the kk sum order). rstd may be NULL (inference). Serves the layer norms
+ * (sum of squares in the kk sum order). rstd may be NULL (inference). May run in place
+ * (out == in). Serves the layer norms
  * (C = hidden) and the per-head q/k norms (R = rows·heads, C = head_dim). */
 void kk_rmsnorm_forward(float *out, float *rstd, const float *in, const float *weight,
                         int64_t R, int64_t C, float eps);
@@ -77,8 +78,9 @@ void kk_rmsnorm_backward(float *din, float *dweight, const float *dout, const fl
  *   x[i]       ← fmaf(−x[i+D/2], s, x[i]·c)
  *   x[i + D/2] ← fmaf( x[i],     s, x[i+D/2]·c)
  * The backward rotates by −angle, IN PLACE on the gradient (it does not accumulate).
- * D must be even and ≤ 1024. The table variants read cos/sin from kk_rope_table and give
- * the same bits as the direct ones. */
+ * D must be even (and ≤ 1024 for the direct variants, which keep one row's cos/sin on the
+ * stack). The table variants read cos/sin from kk_rope_table and give the same bits as the
+ * direct ones; the model should use them (no pow/cos/sin per row). */
 void kk_rope_forward(float *x, const int32_t *positions, int64_t R, int nheads, int D,
                      double theta);
 void kk_rope_backward(float *dx, const int32_t *positions, int64_t R, int nheads, int D,
@@ -118,7 +120,8 @@ void kk_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                            int64_t T, int H, int KV, int D, float scale);
 
 /* ---- swiglu.c ---------------------------------------------------------------------------
- * out[r,f] = silu(gate[r,f]) · up[r,f],  silu(g) = g / (1 + exp(−g)). Elementwise. */
+ * out[r,f] = silu(gate[r,f]) · up[r,f],  silu(g) = g · (1 / (1 + exp(−g))) with the kk exp.
+ * Elementwise; the forward may run in place (out == gate or out == up). */
 void kk_swiglu_forward(float *out, const float *gate, const float *up, int64_t R, int64_t F);
 void kk_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                         const float *up, int64_t R, int64_t F);

@@ -1,0 +1,117 @@
+/*
+ * softmax.c — log-softmax with temperature: per-token log-probs of chosen tokens, the
+ * entropy of the full distribution, their backward, and the sampler's whole-row
+ * log-softmax / softmax. Every entry point goes through kk_row_stats, so one row gives the
+ * same m, Z and lse bits whichever entry point computed it (sampler and trainer agree).
+ * Cross-entropy for supervised training is −logp: no separate kernel.
+ */
+#include "kk_internal.h"
+
+/* Row statistics. s_j = logits[j]·inv_temperature (one rounding), m = max_j s_j,
+ * Z = Σ_j e_j with e_j = kk_exp(s_j − m): one 8-lane accumulator, lane l takes the j ≡ l
+ * (mod 8) in increasing j, the last V mod 8 through a masked load (missing lanes add 0),
+ * then kk_hsum8. If ent != NULL also *ent = Σ_j e_j·(s_j − m) in the same lane order
+ * (terms with e_j = 0 count as 0, so −inf logits are fine); Z is the same bits either way. */
+KK_INLINE float kk_row_stats(const float *logits, int64_t V, float inv_temperature,
+                             float *max_out, float *ent) {
+    __m256 it = _mm256_set1_ps(inv_temperature);
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    int64_t j = 0;
+    for (; j + 8 <= V; j += 8) vmax = _mm256_max_ps(vmax, _mm256_mul_ps(_mm256_loadu_ps(logits + j), it));
+    float m = -INFINITY;
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vmax);
+    for (int l = 0; l < 8; l++) m = lanes[l] > m ? lanes[l] : m;
+    for (; j < V; j++) { float s = logits[j] * inv_temperature; m = s > m ? s : m; }
+    *max_out = m;
+
+    __m256 vm = _mm256_set1_ps(m), zero = _mm256_setzero_ps();
+    __m256 accz = zero, acce = zero;
+    for (j = 0; j < V; j += 8) {
+        __m256i mask = kk_mask8(V - j < 8 ? V - j : 8);
+        __m256 t = _mm256_sub_ps(_mm256_mul_ps(_mm256_maskload_ps(logits + j, mask), it), vm);
+        __m256 e = _mm256_and_ps(kk_exp8(t), _mm256_castsi256_ps(mask));
+        accz = _mm256_add_ps(accz, e);
+        if (ent != NULL) {
+            __m256 live = _mm256_cmp_ps(e, zero, _CMP_NEQ_OQ);
+            acce = _mm256_add_ps(acce, _mm256_and_ps(_mm256_mul_ps(e, t), live));
+        }
+    }
+    if (ent != NULL) *ent = kk_hsum8(acce);
+    return kk_hsum8(accz);
+}
+
+static void kk_softmax_check(int64_t V, float inv_temperature) {
+    KK_CHECK(V >= 1, "V = %lld: a distribution needs at least one logit", (long long)V);
+    KK_CHECK(inv_temperature > 0.0f, "inv_temperature = %g must be > 0 (temperature 0 is "
+             "greedy decoding: take the argmax instead)", (double)inv_temperature);
+}
+
+void kk_logprob_entropy_forward(float *logp, float *entropy, float *lse,
+                                const float *logits, const int32_t *targets,
+                                int64_t R, int64_t V, float inv_temperature) {
+    // logp, entropy, lse are (R), logits is (R,V), targets is (R)
+    kk_softmax_check(V, inv_temperature);
+    for (int64_t r = 0; r < R; r++) {
+        const float *row = logits + r * V;
+        int32_t t = targets[r];
+        KK_CHECK(t >= 0 && t < V, "row %lld: target %d outside the vocabulary 0…%lld",
+                 (long long)r, t, (long long)V - 1);
+        float m, es = 0.0f;
+        float Z = kk_row_stats(row, V, inv_temperature, &m, entropy != NULL ? &es : NULL);
+        float logZ = logf(Z);
+        float L = m + logZ;
+        if (lse != NULL) lse[r] = L;
+        logp[r] = row[t] * inv_temperature - L;
+        // H = −Σ p (s − lse) = log Z − Σ e (s − m) / Z  (no cancellation against m)
+        if (entropy != NULL) entropy[r] = logZ - es / Z;
+    }
+}
+
+void kk_logprob_backward(float *dlogits, const float *dlogp, const float *logits,
+                         const int32_t *targets, const float *lse, int64_t R, int64_t V,
+                         float inv_temperature) {
+    // dlogits (OVERWRITE) is (R,V): c·(onehot − p), c = dlogp·invT, p_j = exp(s_j − lse)
+    kk_softmax_check(V, inv_temperature);
+    __m256 it = _mm256_set1_ps(inv_temperature);
+    for (int64_t r = 0; r < R; r++) {
+        const float *row = logits + r * V;
+        float *drow = dlogits + r * V;
+        int32_t t = targets[r];
+        KK_CHECK(t >= 0 && t < V, "row %lld: target %d outside the vocabulary 0…%lld",
+                 (long long)r, t, (long long)V - 1);
+        float c = dlogp[r] * inv_temperature;
+        __m256 vl = _mm256_set1_ps(lse[r]), vnc = _mm256_set1_ps(-c);
+        for (int64_t j = 0; j < V; j += 8) {
+            __m256i mask = kk_mask8(V - j < 8 ? V - j : 8);
+            __m256 p = kk_exp8(_mm256_sub_ps(_mm256_mul_ps(_mm256_maskload_ps(row + j, mask), it), vl));
+            _mm256_maskstore_ps(drow + j, mask, _mm256_mul_ps(vnc, p));
+        }
+        float pt = kk_exp1(row[t] * inv_temperature - lse[r]);
+        drow[t] = c * (1.0f - pt);
+    }
+}
+
+float kk_logsoftmax_row(float *out, const float *logits, int64_t V, float inv_temperature) {
+    // out is (V), logits is (V): out[j] = s_j − lse
+    kk_softmax_check(V, inv_temperature);
+    float m;
+    float Z = kk_row_stats(logits, V, inv_temperature, &m, NULL);
+    float L = m + logf(Z);
+    for (int64_t j = 0; j < V; j++) out[j] = logits[j] * inv_temperature - L;
+    return L;
+}
+
+float kk_softmax_row(float *probs, const float *logits, int64_t V, float inv_temperature) {
+    // probs is (V), logits is (V): probs[j] = exp(s_j − m) / Z
+    kk_softmax_check(V, inv_temperature);
+    float m;
+    float Z = kk_row_stats(logits, V, inv_temperature, &m, NULL);
+    __m256 it = _mm256_set1_ps(inv_temperature), vm = _mm256_set1_ps(m), vz = _mm256_set1_ps(Z);
+    for (int64_t j = 0; j < V; j += 8) {
+        __m256i mask = kk_mask8(V - j < 8 ? V - j : 8);
+        __m256 e = kk_exp8(_mm256_sub_ps(_mm256_mul_ps(_mm256_maskload_ps(logits + j, mask), it), vm));
+        _mm256_maskstore_ps(probs + j, mask, _mm256_div_ps(e, vz));
+    }
+    return m + logf(Z);
+}

@@ -1,0 +1,54 @@
+// Random.swift — counter-based randomness. Every random number Keel draws is a pure function
+// of a key (seed, purpose, step, prompt index, sample index, position…), never of a batch
+// position or a thread, so the same prompt gives the same sample in any batch, on any number
+// of threads or ranks. The mixer is SplitMix64's finaliser; streams are SplitMix64 sequences.
+
+@inline(__always) public func mix64(_ x: UInt64) -> UInt64 {
+  var z = x &+ 0x9E37_79B9_7F4A_7C15
+  z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+  z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+  return z ^ (z >> 31)
+}
+
+/// Hash an ordered list of integers into one 64-bit key.
+@inline(__always) public func hashKey(_ parts: UInt64...) -> UInt64 {
+  var h: UInt64 = 0x243F_6A88_85A3_08D3
+  for p in parts { h = mix64(h ^ mix64(p)) }
+  return h
+}
+
+/// A reproducible stream for one key.
+public struct CounterRNG: Sendable {
+  public private(set) var state: UInt64
+  public init(seed: UInt64, stream: UInt64) { state = hashKey(seed, stream) }
+  public init(state: UInt64) { self.state = state }
+
+  public mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    return mix64(state)
+  }
+  /// Uniform in [0, 1) with 53 random bits.
+  public mutating func uniform() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+  /// Standard normal (Box–Muller, one value per call).
+  public mutating func normal() -> Double {
+    let u1 = max(uniform(), 0x1.0p-60), u2 = uniform()
+    return (-2 * _log(u1)).squareRoot() * _cos(2 * Double.pi * u2)
+  }
+  /// Uniform integer in 0..<n.
+  public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+  /// A seeded Fisher–Yates shuffle.
+  public mutating func shuffle<T>(_ a: inout [T]) {
+    guard a.count > 1 else { return }
+    for i in stride(from: a.count - 1, to: 0, by: -1) { a.swapAt(i, below(i + 1)) }
+  }
+}
+
+#if canImport(Glibc)
+import Glibc
+@inline(__always) func _log(_ x: Double) -> Double { Glibc.log(x) }
+@inline(__always) func _cos(_ x: Double) -> Double { Glibc.cos(x) }
+#else
+import Darwin
+@inline(__always) func _log(_ x: Double) -> Double { Darwin.log(x) }
+@inline(__always) func _cos(_ x: Double) -> Double { Darwin.cos(x) }
+#endif

@@ -1,0 +1,309 @@
+// Sampler.swift — the inference engine: batched autoregressive decoding with a KV cache,
+// a code path separate from the training engine. It records, per generated token, the
+// sampled id, its log-prob under the distribution it was drawn from (log μ_old) and the
+// experts it routed to (for R3), and can run in reduced precision so that μ_old ≠ π_old the
+// way an FP8/BF16 inference engine differs from an FP32 trainer:
+//   fp32   weights and activations float32 (matrix products on the engine's backend)
+//   bf16   weights and every activation rounded to bfloat16 (accumulation in float32)
+//   fp16   the same with IEEE half
+//   fp8    matrices in float8 e4m3 with a per-output-channel scale, activations in bf16
+//   exact  bit-identical to the training engine: the same kernels in the same order
+//          (kk_gemm's fixed FMA chains, the shared attention row, the same MoE sum order)
+// Randomness is keyed by (seed, step, prompt index, sample index, position): the same prompt
+// gives the same tokens at any batch position, in any batch, on any number of threads.
+// With top-p/top-k truncation the recorded log-prob is that of the truncated distribution
+// actually sampled from, while the trainer scores the full one (a bias; defaults use none).
+import KeelKernels
+
+public enum SamplerPrecision: String, Sendable, CaseIterable, Codable {
+  case fp32, bf16, fp16, fp8, exact
+}
+
+public struct SamplingParams: Sendable {
+  /// 0 = greedy (argmax; the recorded log-prob is then at temperature 1).
+  public var temperature: Float = 1
+  public var topP: Float = 1
+  public var topK: Int = 0
+  public var maxTokens: Int = 48
+  public var stopTokens: Set<Int32> = []
+  public init(temperature: Float = 1, topP: Float = 1, topK: Int = 0, maxTokens: Int = 48, stopTokens: Set<Int32> = []) {
+    self.temperature = temperature
+    self.topP = topP
+    self.topK = topK
+    self.maxTokens = maxTokens
+    self.stopTokens = stopTokens
+  }
+}
+
+public struct SampleRequest: Sendable {
+  public var prompt: [Int32]
+  public var promptIndex: Int
+  public var sampleIndex: Int
+  public init(prompt: [Int32], promptIndex: Int, sampleIndex: Int) {
+    self.prompt = prompt
+    self.promptIndex = promptIndex
+    self.sampleIndex = sampleIndex
+  }
+}
+
+public struct SampleResult: Sendable, Equatable {
+  /// Generated tokens (the stop token included, if one was produced).
+  public var tokens: [Int32]
+  /// log μ_old of each generated token.
+  public var logp: [Float]
+  /// Experts per MoE layer for every position of prompt + response except the last:
+  /// routing[sparseLayer][position * k + slot] (the positions the trainer runs).
+  public var routing: [[Int32]]
+  /// true if generation stopped at maxTokens without a stop token.
+  public var truncated: Bool
+}
+
+public final class Sampler: @unchecked Sendable {
+  public let store: ParameterStore
+  public let precision: SamplerPrecision
+  public var compute: Compute
+  /// The sampler's own copy of the weights (rounded per precision), refreshed after updates.
+  let weights: ParameterStore
+  let ropeCos: FloatBuffer, ropeSin: FloatBuffer
+
+  public init(store: ParameterStore, precision: SamplerPrecision, compute: Compute = Compute()) {
+    self.store = store
+    self.precision = precision
+    self.compute = compute
+    weights = store.copy()
+    let c = store.layout.config
+    ropeCos = FloatBuffer(c.maxPositionEmbeddings * c.headDim / 2)
+    ropeSin = FloatBuffer(c.maxPositionEmbeddings * c.headDim / 2)
+    kk_rope_table(ropeCos.p, ropeSin.p, Int64(c.maxPositionEmbeddings), Int32(c.headDim), c.ropeTheta)
+    refresh()
+  }
+
+  var config: ModelConfig { store.layout.config }
+  var backend: GemmBackend { precision == .exact ? .keel : compute.backend }
+
+  /// Take the training engine's current weights (then round them per precision).
+  public func refresh() {
+    weights.values.copy(from: store.values)
+    let L = store.layout
+    switch precision {
+    case .fp32, .exact: break
+    case .bf16: kk_round_bf16(weights.values.p, Int64(L.count))
+    case .fp16: kk_round_fp16(weights.values.p, Int64(L.count))
+    case .fp8:
+      kk_round_bf16(weights.values.p, Int64(L.count))  // norms and embeddings in bf16
+      let scales = FloatBuffer(L.matrices.map { $0.shape[0] }.max() ?? 1)
+      var done = Set<Int>()
+      for m in L.matrices where done.insert(m.offset).inserted {
+        (weights.values.p + m.offset).update(from: store.values.p + m.offset, count: m.count)
+        kk_quantize_fp8_e4m3_rows(weights.values.p + m.offset, scales.p, Int64(m.shape[0]), Int64(m.shape[1]))
+      }
+    }
+    weights.refreshTransposed()
+  }
+
+  /// Round activations to the engine's precision.
+  @inline(__always) func round(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+    switch precision {
+    case .fp32, .exact: break
+    case .bf16, .fp8: kk_round_bf16(x, Int64(n))
+    case .fp16: kk_round_fp16(x, Int64(n))
+    }
+  }
+
+  func matmul(_ out: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, _ slot: TensorSlot, M: Int, N: Int, K: Int) {
+    compute.matmul(out, input, w: weights.w(slot), wt: weights.wt(slot), M: M, N: N, K: K, backend: backend)
+    round(out, M * N)
+  }
+
+  // MARK: generation
+
+  public func generate(_ requests: [SampleRequest], params: SamplingParams, seed: UInt64, step: Int) -> [SampleResult] {
+    let c = config, L = weights.layout
+    let C = c.hiddenSize, H = c.numAttentionHeads, KV = c.numKeyValueHeads, D = c.headDim, V = c.vocabSize
+    let k = c.isMoE ? c.numExpertsPerTok : 0
+    let B = requests.count
+    guard B > 0 else { return [] }
+    let maxLen = requests.map { $0.prompt.count }.max()! + params.maxTokens
+    precondition(maxLen <= c.maxPositionEmbeddings, "prompt + max_tokens = \(maxLen) exceeds max_position_embeddings \(c.maxPositionEmbeddings)")
+    precondition(requests.allSatisfy { !$0.prompt.isEmpty }, "every prompt needs at least one token")
+    var seqs = requests.map { $0.prompt }
+    var results = requests.map { _ in SampleResult(tokens: [], logp: [], routing: Array(repeating: [], count: L.layers.filter(\.isSparse).count), truncated: false) }
+    var done = [Bool](repeating: false, count: B)
+    let kvStride = KV * D
+    let cacheK = L.layers.map { _ in FloatBuffer(B * maxLen * kvStride) }
+    let cacheV = L.layers.map { _ in FloatBuffer(B * maxLen * kvStride) }
+    let scale = 1 / Float(D).squareRoot()
+    for t in 0..<(maxLen - 1) {
+      let active = (0..<B).filter { !done[$0] && t < seqs[$0].count }
+      if active.isEmpty { break }
+      let M = active.count
+      let positions = Buffer<Int32>(M)
+      var x = FloatBuffer(M * C)
+      for (i, b) in active.enumerated() {
+        positions[i] = Int32(t)
+        (x.p + i * C).update(from: weights.w(L.embed) + Int(seqs[b][t]) * C, count: C)
+      }
+      var sparse = 0
+      for (l, slots) in L.layers.enumerated() {
+        let normed = FloatBuffer(M * C)
+        kk_rmsnorm_forward(normed.p, nil, x.p, weights.w(slots.inputNorm), Int64(M), Int64(C), c.rmsNormEps)
+        round(normed.p, M * C)
+        let q = FloatBuffer(M * H * D), kk = FloatBuffer(M * kvStride), v = FloatBuffer(M * kvStride)
+        matmul(q.p, normed.p, slots.q, M: M, N: H * D, K: C)
+        matmul(kk.p, normed.p, slots.k, M: M, N: kvStride, K: C)
+        matmul(v.p, normed.p, slots.v, M: M, N: kvStride, K: C)
+        let qn = FloatBuffer(M * H * D), kn = FloatBuffer(M * kvStride)
+        kk_rmsnorm_forward(qn.p, nil, q.p, weights.w(slots.qNorm), Int64(M * H), Int64(D), c.rmsNormEps)
+        kk_rmsnorm_forward(kn.p, nil, kk.p, weights.w(slots.kNorm), Int64(M * KV), Int64(D), c.rmsNormEps)
+        round(qn.p, M * H * D); round(kn.p, M * kvStride)
+        kk_rope_forward_table(qn.p, positions.p, ropeCos.p, ropeSin.p, Int64(M), Int32(H), Int32(D))
+        kk_rope_forward_table(kn.p, positions.p, ropeCos.p, ropeSin.p, Int64(M), Int32(KV), Int32(D))
+        round(qn.p, M * H * D); round(kn.p, M * kvStride)
+        let att = FloatBuffer(M * H * D)
+        let ck = cacheK[l], cv = cacheV[l]
+        compute.parallelRanges(M, grain: 8) { lo, hi in
+          for i in lo..<hi {
+            let b = active[i], base = (b * maxLen) * kvStride
+            (ck.p + base + t * kvStride).update(from: kn.p + i * kvStride, count: kvStride)
+            (cv.p + base + t * kvStride).update(from: v.p + i * kvStride, count: kvStride)
+            kk_attention_row_forward(att.p + i * H * D, nil, qn.p + i * H * D, ck.p + base, cv.p + base,
+                                     Int64(kvStride), Int64(t + 1), Int32(H), Int32(KV), Int32(D), scale)
+          }
+        }
+        round(att.p, M * H * D)
+        let h1 = FloatBuffer(M * C)
+        matmul(h1.p, att.p, slots.o, M: M, N: C, K: H * D)
+        for i in 0..<(M * C) { h1.p[i] += x.p[i] }
+        round(h1.p, M * C)
+        let normed2 = FloatBuffer(M * C)
+        kk_rmsnorm_forward(normed2.p, nil, h1.p, weights.w(slots.postNorm), Int64(M), Int64(C), c.rmsNormEps)
+        round(normed2.p, M * C)
+        let out = FloatBuffer(M * C)
+        if slots.isSparse {
+          let experts = moe(out: out, normed: normed2, slots: slots, M: M)
+          for (i, b) in active.enumerated() {
+            results[b].routing[sparse].append(contentsOf: experts[(i * k)..<((i + 1) * k)])
+          }
+          sparse += 1
+        } else {
+          dense(out: out, normed: normed2, slots: slots, M: M)
+        }
+        for i in 0..<(M * C) { out.p[i] += h1.p[i] }
+        round(out.p, M * C)
+        x = out
+      }
+      // Which rows sample a next token: those at the end of their known tokens.
+      let sampling = active.enumerated().filter { t == seqs[$0.element].count - 1 }
+      guard !sampling.isEmpty else { continue }
+      let S = sampling.count
+      let hs = FloatBuffer(S * C)
+      for (j, (i, _)) in sampling.enumerated() { (hs.p + j * C).update(from: x.p + i * C, count: C) }
+      let normed = FloatBuffer(S * C)
+      kk_rmsnorm_forward(normed.p, nil, hs.p, weights.w(L.finalNorm), Int64(S), Int64(C), c.rmsNormEps)
+      round(normed.p, S * C)
+      let logits = FloatBuffer(S * V)
+      matmul(logits.p, normed.p, L.lmHead, M: S, N: V, K: C)
+      let logprobs = FloatBuffer(V)
+      for (j, (_, b)) in sampling.enumerated() {
+        let (token, lp) = drawToken(logits.p + j * V, V: V, params: params, scratch: logprobs.p,
+                                    key: hashKey(seed, UInt64(step), UInt64(requests[b].promptIndex), UInt64(requests[b].sampleIndex), UInt64(t)))
+        seqs[b].append(token)
+        results[b].tokens.append(token)
+        results[b].logp.append(lp)
+        if params.stopTokens.contains(token) {
+          done[b] = true
+        } else if results[b].tokens.count >= params.maxTokens {
+          done[b] = true
+          results[b].truncated = true
+        }
+      }
+    }
+    return results
+  }
+
+  func dense(out: FloatBuffer, normed: FloatBuffer, slots: LayerSlots, M: Int) {
+    let C = config.hiddenSize, F = config.intermediateSize
+    let g = FloatBuffer(M * F), u = FloatBuffer(M * F), act = FloatBuffer(M * F)
+    matmul(g.p, normed.p, slots.gate!, M: M, N: F, K: C)
+    matmul(u.p, normed.p, slots.up!, M: M, N: F, K: C)
+    kk_swiglu_forward(act.p, g.p, u.p, Int64(M), Int64(F))
+    round(act.p, M * F)
+    matmul(out.p, act.p, slots.down!, M: M, N: C, K: F)
+  }
+
+  /// MoE FFN for M rows; returns the experts chosen [M * k].
+  func moe(out: FloatBuffer, normed: FloatBuffer, slots: LayerSlots, M: Int) -> [Int32] {
+    let c = config
+    let C = c.hiddenSize, E = c.numExperts, k = c.numExpertsPerTok, F = c.moeIntermediateSize
+    let logits = FloatBuffer(M * E), probs = FloatBuffer(M * E), gates = FloatBuffer(M * k)
+    let experts = Buffer<Int32>(M * k)
+    matmul(logits.p, normed.p, slots.router!, M: M, N: E, K: C)
+    kk_router_forward(experts.p, gates.p, probs.p, logits.p, nil, Int64(M), Int32(E), Int32(k), c.normTopkProb ? 1 : 0)
+    round(gates.p, M * k)
+    var rows = [[Int]](repeating: [], count: E)
+    for i in 0..<(M * k) { rows[Int(experts[i])].append(i) }
+    let Y = FloatBuffer(M * k * C)
+    for e in 0..<E where !rows[e].isEmpty {
+      let n = rows[e].count
+      let x = FloatBuffer(n * C), g = FloatBuffer(n * F), u = FloatBuffer(n * F), act = FloatBuffer(n * F), y = FloatBuffer(n * C)
+      for (j, entry) in rows[e].enumerated() { (x.p + j * C).update(from: normed.p + (entry / k) * C, count: C) }
+      matmul(g.p, x.p, slots.expertGate[e], M: n, N: F, K: C)
+      matmul(u.p, x.p, slots.expertUp[e], M: n, N: F, K: C)
+      kk_swiglu_forward(act.p, g.p, u.p, Int64(n), Int64(F))
+      round(act.p, n * F)
+      matmul(y.p, act.p, slots.expertDown[e], M: n, N: C, K: F)
+      for (j, entry) in rows[e].enumerated() { (Y.p + entry * C).update(from: y.p + j * C, count: C) }
+    }
+    moeCombine(out.p, Y.p, gates.p, rows: 0..<M, k: k, C: C)
+    round(out.p, M * C)
+    return experts.array
+  }
+
+  /// Draw one token from a row of logits; returns it and its log-prob under the distribution drawn from.
+  func drawToken(_ logits: UnsafePointer<Float>, V: Int, params: SamplingParams, scratch: UnsafeMutablePointer<Float>, key: UInt64) -> (Int32, Float) {
+    if params.temperature <= 0 {
+      var best = 0
+      for j in 1..<V where logits[j] > logits[best] { best = j }
+      _ = kk_logsoftmax_row(scratch, logits, Int64(V), 1)
+      return (Int32(best), scratch[best])
+    }
+    _ = kk_logsoftmax_row(scratch, logits, Int64(V), 1 / params.temperature)
+    var rng = CounterRNG(state: key)
+    let u = rng.uniform()
+    let truncating = params.topK > 0 && params.topK < V || params.topP < 1
+    if !truncating {
+      // inverse CDF in token order, in double
+      var cumulative = 0.0
+      var chosen = V - 1
+      for j in 0..<V {
+        cumulative += Double(_expf(scratch[j]))
+        if u < cumulative { chosen = j; break }
+      }
+      return (Int32(chosen), scratch[chosen])
+    }
+    // Truncated: keep the top-k, then the smallest prefix with mass ≥ top-p; renormalise.
+    var order = Array(0..<V)
+    order.sort { scratch[$0] != scratch[$1] ? scratch[$0] > scratch[$1] : $0 < $1 }
+    if params.topK > 0 { order = Array(order.prefix(params.topK)) }
+    var kept: [Int] = []
+    var mass = 0.0
+    for j in order {
+      kept.append(j)
+      mass += Double(_expf(scratch[j]))
+      if mass >= Double(params.topP) { break }
+    }
+    var cumulative = 0.0
+    var chosen = kept.last!
+    for j in kept {
+      cumulative += Double(_expf(scratch[j])) / mass
+      if u < cumulative { chosen = j; break }
+    }
+    return (Int32(chosen), Float(Double(scratch[chosen]) - _logd(mass)))
+  }
+}
+
+#if canImport(Glibc)
+import Glibc
+@inline(__always) func _expf(_ x: Float) -> Float { Glibc.expf(x) }
+@inline(__always) func _logd(_ x: Double) -> Double { Glibc.log(x) }
+#endif

@@ -1,0 +1,166 @@
+// TrainingEngine+Backward.swift — backward from ∂loss/∂logp (one value per scored token, as
+// objective plugins return it; cross-entropy for supervised cold start is dlogp = −1/N)
+// through the LM head, every block and the embedding, ACCUMULATING into `grads`.
+// The router's gradient flows through the gates (renormalised over the experts used, natural
+// or replayed) and, if requested, through the load-balancing loss.
+import KeelKernels
+
+extension TrainingEngine {
+  public func backward(_ saved: SavedActivations, dlogp: [Float], auxLossCoef: Float = 0) {
+    let c = config, L = store.layout
+    let C = c.hiddenSize, V = c.vocabSize
+    let R = saved.R, S = saved.S
+    precondition(dlogp.count == S, "dlogp has \(dlogp.count) entries for \(S) scored tokens")
+    let g = grads.p
+    // LM head: dlogits = dlogp · invT · (onehot − softmax)
+    let dlogits = FloatBuffer(S * V)
+    let dl = Buffer<Float>(dlogp)
+    compute.parallelRanges(S, grain: 16) { lo, hi in
+      kk_logprob_backward(dlogits.p + lo * V, dl.p + lo, saved.logits.p + lo * V, saved.targets.p + lo,
+                          saved.lse.p + lo, Int64(hi - lo), Int64(V), saved.inverseTemperature)
+    }
+    compute.matmulWeightGrad(g + L.lmHead.offset, dlogits.p, saved.finalNormed.p, M: S, N: V, K: C)
+    let dnormed = FloatBuffer(S * C)
+    compute.matmulInputGrad(dnormed.p, dlogits.p, w: store.w(L.lmHead), M: S, N: V, K: C)
+    let dhs = FloatBuffer(S * C)
+    let hs = FloatBuffer(S * C)
+    for (i, r) in saved.scoredRows.enumerated() { (hs.p + i * C).update(from: saved.hiddenFinal.p + r * C, count: C) }
+    kk_rmsnorm_backward(dhs.p, g + L.finalNorm.offset, dnormed.p, hs.p, store.w(L.finalNorm), saved.finalRstd.p, Int64(S), Int64(C))
+    var dh = FloatBuffer(R * C)
+    for (i, r) in saved.scoredRows.enumerated() {
+      let dst = dh.p + r * C, src = dhs.p + i * C
+      for j in 0..<C { dst[j] += src[j] }
+    }
+    for (l, slots) in L.layers.enumerated().reversed() {
+      dh = layerBackward(saved.layers[l], slots: slots, saved: saved, dhOut: dh, auxLossCoef: auxLossCoef)
+    }
+    // embedding: scatter-add in token order (deterministic)
+    for r in 0..<R {
+      let dst = g + L.embed.offset + Int(saved.batch.tokens[r]) * C, src = dh.p + r * C
+      for j in 0..<C { dst[j] += src[j] }
+    }
+  }
+
+  /// Backward through one block; returns ∂loss/∂(block input).
+  func layerBackward(_ a: LayerActivations, slots: LayerSlots, saved: SavedActivations, dhOut: FloatBuffer, auxLossCoef: Float) -> FloatBuffer {
+    let c = config
+    let C = c.hiddenSize, H = c.numAttentionHeads, KV = c.numKeyValueHeads, D = c.headDim
+    let R = saved.R
+    let g = grads.p
+    // FFN: h2 = h1 + ffn(normed2)
+    let dnormed2 = FloatBuffer(R * C)
+    if slots.isSparse {
+      moeBackward(a, slots: slots, dOut: dhOut, dNormed: dnormed2, R: R, auxLossCoef: auxLossCoef)
+    } else {
+      denseBackward(a, slots: slots, dOut: dhOut, dNormed: dnormed2, R: R)
+    }
+    let dh1 = FloatBuffer(R * C)
+    dh1.copy(from: dhOut)
+    kk_rmsnorm_backward(dh1.p, g + slots.postNorm.offset, dnormed2.p, a.hidden1.p, store.w(slots.postNorm), a.rstd2.p, Int64(R), Int64(C))
+    // attention output projection: h1 = h + att·Woᵀ
+    compute.matmulWeightGrad(g + slots.o.offset, dh1.p, a.att.p, M: R, N: C, K: H * D)
+    let datt = FloatBuffer(R * H * D)
+    compute.matmulInputGrad(datt.p, dh1.p, w: store.w(slots.o), M: R, N: C, K: H * D)
+    // attention, per sequence (each sequence's dk/dv region is its own: safe in parallel)
+    let dqn = FloatBuffer(R * H * D), dkn = FloatBuffer(R * KV * D), dv = FloatBuffer(R * KV * D)
+    let scale = 1 / Float(D).squareRoot()
+    let batch = saved.batch
+    compute.parallelRanges(batch.count) { lo, hi in
+      for s in lo..<hi {
+        let o = batch.offsets[s], T = batch.length(s)
+        kk_attention_backward(dqn.p + o * H * D, dkn.p + o * KV * D, dv.p + o * KV * D, datt.p + o * H * D,
+                              a.qn.p + o * H * D, a.kn.p + o * KV * D, a.v.p + o * KV * D, a.lse.p + o * H,
+                              Int64(T), Int32(H), Int32(KV), Int32(D), scale)
+      }
+    }
+    kk_rope_backward_table(dqn.p, saved.positions.p, ropeCos.p, ropeSin.p, Int64(R), Int32(H), Int32(D))
+    kk_rope_backward_table(dkn.p, saved.positions.p, ropeCos.p, ropeSin.p, Int64(R), Int32(KV), Int32(D))
+    let dq = FloatBuffer(R * H * D), dk = FloatBuffer(R * KV * D)
+    kk_rmsnorm_backward(dq.p, g + slots.qNorm.offset, dqn.p, a.q.p, store.w(slots.qNorm), a.rstdQ.p, Int64(R * H), Int64(D))
+    kk_rmsnorm_backward(dk.p, g + slots.kNorm.offset, dkn.p, a.k.p, store.w(slots.kNorm), a.rstdK.p, Int64(R * KV), Int64(D))
+    compute.matmulWeightGrad(g + slots.q.offset, dq.p, a.normed1.p, M: R, N: H * D, K: C)
+    compute.matmulWeightGrad(g + slots.k.offset, dk.p, a.normed1.p, M: R, N: KV * D, K: C)
+    compute.matmulWeightGrad(g + slots.v.offset, dv.p, a.normed1.p, M: R, N: KV * D, K: C)
+    let dnormed1 = FloatBuffer(R * C)
+    compute.matmulInputGrad(dnormed1.p, dq.p, w: store.w(slots.q), M: R, N: H * D, K: C)
+    compute.matmulInputGrad(dnormed1.p, dk.p, w: store.w(slots.k), M: R, N: KV * D, K: C)
+    compute.matmulInputGrad(dnormed1.p, dv.p, w: store.w(slots.v), M: R, N: KV * D, K: C)
+    let dh = dh1  // residual: dh = dh1 + ∂(norm1)/∂h
+    kk_rmsnorm_backward(dh.p, g + slots.inputNorm.offset, dnormed1.p, a.input.p, store.w(slots.inputNorm), a.rstd1.p, Int64(R), Int64(C))
+    return dh
+  }
+
+  func denseBackward(_ a: LayerActivations, slots: LayerSlots, dOut: FloatBuffer, dNormed: FloatBuffer, R: Int) {
+    let C = config.hiddenSize, F = config.intermediateSize
+    let g = grads.p
+    compute.matmulWeightGrad(g + slots.down!.offset, dOut.p, a.act!.p, M: R, N: C, K: F)
+    let dact = FloatBuffer(R * F)
+    compute.matmulInputGrad(dact.p, dOut.p, w: store.w(slots.down!), M: R, N: C, K: F)
+    let dg = FloatBuffer(R * F), du = FloatBuffer(R * F)
+    compute.parallelRanges(R, grain: 64) { lo, hi in
+      kk_swiglu_backward(dg.p + lo * F, du.p + lo * F, dact.p + lo * F, a.gate!.p + lo * F, a.up!.p + lo * F, Int64(hi - lo), Int64(F))
+    }
+    compute.matmulWeightGrad(g + slots.gate!.offset, dg.p, a.normed2.p, M: R, N: F, K: C)
+    compute.matmulWeightGrad(g + slots.up!.offset, du.p, a.normed2.p, M: R, N: F, K: C)
+    compute.matmulInputGrad(dNormed.p, dg.p, w: store.w(slots.gate!), M: R, N: F, K: C)
+    compute.matmulInputGrad(dNormed.p, du.p, w: store.w(slots.up!), M: R, N: F, K: C)
+  }
+
+  func moeBackward(_ a: LayerActivations, slots: LayerSlots, dOut: FloatBuffer, dNormed: FloatBuffer, R: Int, auxLossCoef: Float) {
+    let c = config
+    let C = c.hiddenSize, E = c.numExperts, k = c.numExpertsPerTok, F = c.moeIntermediateSize
+    let g = grads.p
+    let gates = a.gates!, Y = a.expertOut!
+    // dgate[r,s] = ⟨dOut[r], Y[r,s]⟩; dY[r,s] = gate[r,s] · dOut[r]
+    let dgates = FloatBuffer(R * k)
+    for r in 0..<R {
+      let d = dOut.p + r * C
+      for s in 0..<k {
+        let y = Y.p + (r * k + s) * C
+        var acc: Float = 0
+        for i in 0..<C { acc = acc.addingProduct(d[i], y[i]) }
+        dgates[r * k + s] = acc
+      }
+    }
+    let dX = FloatBuffer(R * k * C)  // ∂/∂(expert input) per (token, slot)
+    for e in 0..<E {
+      let rows = a.expertRows[e]
+      let n = rows.count
+      guard n > 0 else { continue }
+      let dy = FloatBuffer(n * C), x = FloatBuffer(n * C)
+      for (j, entry) in rows.enumerated() {
+        let r = Int(entry) / k, gate = gates[Int(entry)]
+        let src = dOut.p + r * C, dst = dy.p + j * C
+        for i in 0..<C { dst[i] = gate * src[i] }
+        (x.p + j * C).update(from: a.normed2.p + r * C, count: C)
+      }
+      compute.matmulWeightGrad(g + slots.expertDown[e].offset, dy.p, a.expertAct[e].p, M: n, N: C, K: F)
+      let dact = FloatBuffer(n * F)
+      compute.matmulInputGrad(dact.p, dy.p, w: store.w(slots.expertDown[e]), M: n, N: C, K: F)
+      let dgt = FloatBuffer(n * F), dup = FloatBuffer(n * F)
+      kk_swiglu_backward(dgt.p, dup.p, dact.p, a.expertGate[e].p, a.expertUp[e].p, Int64(n), Int64(F))
+      compute.matmulWeightGrad(g + slots.expertGate[e].offset, dgt.p, x.p, M: n, N: F, K: C)
+      compute.matmulWeightGrad(g + slots.expertUp[e].offset, dup.p, x.p, M: n, N: F, K: C)
+      let dx = FloatBuffer(n * C)
+      compute.matmulInputGrad(dx.p, dgt.p, w: store.w(slots.expertGate[e]), M: n, N: F, K: C)
+      compute.matmulInputGrad(dx.p, dup.p, w: store.w(slots.expertUp[e]), M: n, N: F, K: C)
+      for (j, entry) in rows.enumerated() { (dX.p + Int(entry) * C).update(from: dx.p + j * C, count: C) }
+    }
+    // dNormed[r] = Σ_slot dX[r,slot] (slot order)
+    for r in 0..<R {
+      let dst = dNormed.p + r * C
+      for s in 0..<k {
+        let src = dX.p + (r * k + s) * C
+        for i in 0..<C { dst[i] += src[i] }
+      }
+    }
+    // router: through the gates (and the load-balancing loss)
+    let dlogits = FloatBuffer(R * E)
+    kk_router_backward(dlogits.p, dgates.p, a.probs!.p, a.experts!.p, Int64(R), Int32(E), Int32(k), c.normTopkProb ? 1 : 0)
+    if auxLossCoef > 0 {
+      _ = kk_router_aux_loss(dlogits.p, a.probs!.p, a.experts!.p, Int64(R), Int32(E), Int32(k), auxLossCoef)
+    }
+    compute.matmulWeightGrad(g + slots.router!.offset, dlogits.p, a.normed2.p, M: R, N: E, K: C)
+    compute.matmulInputGrad(dNormed.p, dlogits.p, w: store.w(slots.router!), M: R, N: E, K: C)
+  }
+}
