@@ -49,7 +49,7 @@ let package = Package(
     .target(name: "KeelPluginHost", dependencies: ["KeelABI", "CFFI"],
             path: "Sources/KeelPluginHost"),
     .executableTarget(name: "keel",
-                      dependencies: ["KeelPluginHost",
+                      dependencies: ["KeelPluginHost", "KeelModel",
                                      .product(name: "ArgumentParser", package: "swift-argument-parser")],
                       path: "Sources/keel"),
     .target(name: "KeelTestSupport", dependencies: ["KeelPluginHost"], path: "Tests/KeelTestSupport"),

@@ -1,0 +1,121 @@
+// Bench.swift — what `keel bench` measures, in one place: the sampler's generated tokens/s,
+// the training step's tokens/s (forward + backward of a token-level policy-gradient loss +
+// AdamW), their model FLOP rates, and — in the same run — a yardstick: a 1024³ SGEMM through
+// OpenBLAS's cblas_sgemm on the same threads (best of 5). FLOP formulas (docs/performance.md):
+//   train:   6 · active matmul parameters · tokens + 3 · attention
+//   sampler: 2 · active matmul parameters · generated tokens + attention of those tokens
+//   attention per query at position t: 4 · H · D · (t + 1)
+import CBLAS
+import Dispatch
+import Foundation
+
+public struct BenchSettings: Sendable {
+  public var config: ModelConfig
+  public var threads: Int = 2
+  public var samplerBatch = 512, promptLength = 16, generated = 48
+  public var trainSequences = 512, trainLength = 64, microBatchSequences = 64
+  public var samplerPrecisions: [SamplerPrecision] = [.fp32, .bf16, .fp16, .fp8, .exact]
+  public var backend: GemmBackend = .keel
+  public init(config: ModelConfig) { self.config = config }
+}
+
+public struct BenchResult: Sendable {
+  public var gemmGflops: Double
+  public var samplerSeconds: [SamplerPrecision: Double] = [:]
+  public var samplerTokensPerSecond: [SamplerPrecision: Double] = [:]
+  public var samplerGflops: [SamplerPrecision: Double] = [:]
+  public var trainSeconds: [String: Double] = [:]
+  public var trainTokensPerSecond: [String: Double] = [:]
+  public var trainGflops: [String: Double] = [:]
+  public var peakRSSBytes: Int = 0
+}
+
+public enum Bench {
+  static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
+
+  /// Best-of-5 GFLOP/s of a 1024³ SGEMM through OpenBLAS on `threads` threads.
+  public static func gemmYardstick(threads: Int) -> Double {
+    openblas_set_num_threads(Int32(threads))
+    let n = 1024
+    let a = FloatBuffer(n * n), b = FloatBuffer(n * n), c = FloatBuffer(n * n)
+    var rng = CounterRNG(seed: 1, stream: 1)
+    for i in 0..<(n * n) { a[i] = Float(rng.uniform()); b[i] = Float(rng.uniform()) }
+    var best = Double.infinity
+    for _ in 0..<5 {
+      let t0 = now()
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a.p, Int32(n), b.p, Int32(n), 0, c.p, Int32(n))
+      best = min(best, now() - t0)
+    }
+    return 2 * Double(n * n * n) / best / 1e9
+  }
+
+  public static func peakRSS() -> Int {
+    var u = rusage()
+    getrusage(__rusage_who_t(0), &u)  // RUSAGE_SELF
+    return Int(u.ru_maxrss) * 1024
+  }
+
+  static func attentionFlops(_ c: ModelConfig, positions: Range<Int>) -> Double {
+    positions.reduce(0.0) { $0 + 4 * Double(c.numAttentionHeads * c.headDim) * Double($1 + 1) } * Double(c.numHiddenLayers)
+  }
+
+  public static func run(_ s: BenchSettings, log: (String) -> Void = { _ in }) -> BenchResult {
+    let c = s.config
+    let store = ParameterStore(config: c, seed: 1)
+    let layout = store.layout
+    var result = BenchResult(gemmGflops: gemmYardstick(threads: s.threads))
+    log("gemm yardstick: \(String(format: "%.1f", result.gemmGflops)) GFLOP/s")
+    let compute = Compute(threads: s.threads, backend: s.backend)
+    compute.configureBLAS()
+    // sampler
+    var rng = CounterRNG(seed: 2, stream: 2)
+    let requests = (0..<s.samplerBatch).map { i in
+      SampleRequest(prompt: (0..<s.promptLength).map { _ in Int32(rng.below(c.vocabSize)) }, promptIndex: i, sampleIndex: 0)
+    }
+    let params = SamplingParams(temperature: 1, maxTokens: s.generated)
+    let genFlops = 2 * Double(layout.activeMatmulParameters) * Double(s.samplerBatch * s.generated)
+      + Double(s.samplerBatch) * attentionFlops(c, positions: s.promptLength..<(s.promptLength + s.generated))
+    for precision in s.samplerPrecisions {
+      let sampler = Sampler(store: store, precision: precision, compute: compute)
+      let t0 = now()
+      let out = sampler.generate(requests, params: params, seed: 1, step: 0)
+      let dt = now() - t0
+      let tokens = out.reduce(0) { $0 + $1.tokens.count }
+      result.samplerSeconds[precision] = dt
+      result.samplerTokensPerSecond[precision] = Double(tokens) / dt
+      result.samplerGflops[precision] = genFlops / dt / 1e9
+      log("sampler \(precision): \(String(format: "%.0f", Double(tokens) / dt)) tok/s, \(String(format: "%.1f", genFlops / dt / 1e9)) GFLOP/s")
+    }
+    // training step
+    let seqs = (0..<s.trainSequences).map { _ in (0..<s.trainLength).map { _ in Int32(rng.below(c.vocabSize)) } }
+    let trainTokens = s.trainSequences * s.trainLength
+    let trainFlops = 6 * Double(layout.activeMatmulParameters) * Double(trainTokens)
+      + 3 * Double(s.trainSequences) * attentionFlops(c, positions: 0..<s.trainLength)
+    for (label, backend) in [("fast", s.backend), ("exact", GemmBackend.keel)] {
+      let engine = TrainingEngine(store: store, compute: Compute(threads: s.threads, backend: backend))
+      let opt = AdamW(count: layout.count)
+      var best = Double.infinity
+      for _ in 0..<2 {
+        let t0 = now()
+        engine.zeroGrads()
+        var i = 0
+        while i < seqs.count {
+          let part = Array(seqs[i..<min(seqs.count, i + s.microBatchSequences)])
+          let b = SequenceBatch(sequences: part, scoreFrom: part.map { _ in 1 })
+          let out = engine.forward(b, save: true)
+          engine.backward(out.saved!, dlogp: out.logp.indices.map { Float(($0 % 7) - 3) / Float(s.trainSequences) })
+          i += s.microBatchSequences
+        }
+        opt.update(params: store, grads: engine.grads, lr: 1e-6, maxNorm: 1, compute: engine.compute)
+        best = min(best, now() - t0)
+      }
+      result.trainSeconds[label] = best
+      result.trainTokensPerSecond[label] = Double(trainTokens) / best
+      result.trainGflops[label] = trainFlops / best / 1e9
+      log("train \(label): \(String(format: "%.0f", Double(trainTokens) / best)) tok/s, \(String(format: "%.1f", trainFlops / best / 1e9)) GFLOP/s")
+      if s.backend == .keel { break }  // fast == exact on the keel backend
+    }
+    result.peakRSSBytes = peakRSS()
+    return result
+  }
+}

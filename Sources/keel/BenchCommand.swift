@@ -1,0 +1,67 @@
+// BenchCommand.swift — `keel bench [--model dense|moe] [--json]`: throughput of the sampler and
+// the training step at the reference shapes, with a same-run SGEMM yardstick (Bench.swift).
+import ArgumentParser
+import Foundation
+import KeelModel
+
+struct BenchCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "bench", abstract: "Measure sampler and training throughput against a same-run SGEMM yardstick.")
+
+  @Option(help: "dense | moe") var model: String = "moe"
+  @Flag(help: "Print one JSON object.") var json = false
+  @Option(help: "Threads (BLAS and Keel's kernels).") var threads: Int = 2
+  @Option(help: "Matrix-product backend for the fast modes: keel | blas.") var backend: String = "keel"
+  @Flag(help: "Small shapes (a smoke run for tests; figures are not representative).") var quick = false
+
+  func run() throws {
+    guard let backend = GemmBackend(rawValue: backend) else { throw ValidationError("--backend must be keel or blas") }
+    var config: ModelConfig
+    switch model {
+    case "dense": config = .benchDense()
+    case "moe": config = .benchMoE()
+    default: throw ValidationError("--model must be dense or moe, got '\(model)'")
+    }
+    var s = BenchSettings(config: config)
+    s.threads = threads
+    s.backend = backend
+    if quick {
+      s.samplerBatch = 32; s.generated = 8; s.trainSequences = 32; s.microBatchSequences = 16
+    }
+    let r = Bench.run(s, log: { if !json { print($0) } })
+    let samplerFast = r.samplerGflops[.fp32] ?? 0, trainFast = r.trainGflops["fast"] ?? 0
+    if json {
+      var obj: [String: Any] = [
+        "model": model, "threads": threads, "backend": backend.rawValue,
+        "gemm_gflops": r.gemmGflops,
+        "sampler_tokens_per_s": r.samplerTokensPerSecond[.fp32] ?? 0,
+        "sampler_gflops": samplerFast,
+        "train_tokens_per_s": r.trainTokensPerSecond["fast"] ?? 0,
+        "train_gflops": trainFast,
+        "peak_rss_bytes": r.peakRSSBytes,
+        "train_fraction_of_gemm": trainFast / r.gemmGflops,
+        "sampler_fraction_of_gemm": samplerFast / r.gemmGflops,
+      ]
+      obj["sampler_by_precision"] = Dictionary(uniqueKeysWithValues: r.samplerTokensPerSecond.map { ($0.key.rawValue, ["tokens_per_s": $0.value, "gflops": r.samplerGflops[$0.key]!, "slowdown_vs_fp32": r.samplerSeconds[$0.key]! / r.samplerSeconds[.fp32]!]) })
+      obj["train_exact_slowdown"] = (r.trainSeconds["exact"] ?? r.trainSeconds["fast"]!) / r.trainSeconds["fast"]!
+      let c = config
+      obj["config"] = ["model_type": c.modelType, "vocab_size": c.vocabSize, "hidden_size": c.hiddenSize,
+                       "num_hidden_layers": c.numHiddenLayers, "num_attention_heads": c.numAttentionHeads,
+                       "num_key_value_heads": c.numKeyValueHeads, "head_dim": c.headDim,
+                       "intermediate_size": c.intermediateSize, "num_experts": c.numExperts,
+                       "num_experts_per_tok": c.numExpertsPerTok, "moe_intermediate_size": c.moeIntermediateSize]
+      obj["shapes"] = ["sampler_batch": s.samplerBatch, "prompt_tokens": s.promptLength, "generated_tokens": s.generated,
+                       "train_sequences": s.trainSequences, "train_tokens_per_sequence": s.trainLength,
+                       "micro_batch_sequences": s.microBatchSequences]
+      let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
+      print(String(decoding: data, as: UTF8.self))
+    } else {
+      print(String(format: "train: %.0f%% of the yardstick; sampler fp32: %.0f%%; peak RSS %.0f MiB",
+                   100 * trainFast / r.gemmGflops, 100 * samplerFast / r.gemmGflops, Double(r.peakRSSBytes) / 1048576))
+      for p in SamplerPrecision.allCases where r.samplerSeconds[p] != nil {
+        print(String(format: "  sampler %@: %.2fx the fp32 time", p.rawValue, r.samplerSeconds[p]! / r.samplerSeconds[.fp32]!))
+      }
+      if let e = r.trainSeconds["exact"], let f = r.trainSeconds["fast"] { print(String(format: "  train exact: %.2fx the fast time", e / f)) }
+    }
+  }
+}
