@@ -46,6 +46,7 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O3", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=off"])],
             linkerSettings: [.linkedLibrary("m")]),
     .target(name: "KeelModel", dependencies: ["KeelKernels", "CBLAS"], path: "Sources/KeelModel"),
+    .target(name: "KeelTasks", path: "Sources/KeelTasks"),
     .target(name: "KeelPluginHost", dependencies: ["KeelABI", "CFFI"],
             path: "Sources/KeelPluginHost"),
     .executableTarget(name: "keel",

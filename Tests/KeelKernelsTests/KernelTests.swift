@@ -232,8 +232,12 @@ final class GemmTests: XCTestCase {
         A.withUnsafeBufferPointer { a in
             B.withUnsafeBufferPointer { b in
                 threaded.withUnsafeMutableBufferPointer { c in
-                    let (ap, bp, cp) = (a.baseAddress!, b.baseAddress!, c.baseAddress!)
+                    // addresses cross into the @Sendable closure as integers; the row ranges are disjoint
+                    let (aAddress, bAddress, cAddress) = (UInt(bitPattern: a.baseAddress!), UInt(bitPattern: b.baseAddress!),
+                                                          UInt(bitPattern: c.baseAddress!))
                     DispatchQueue.concurrentPerform(iterations: 2) { part in
+                        let ap = UnsafePointer<Float>(bitPattern: aAddress)!, bp = UnsafePointer<Float>(bitPattern: bAddress)!
+                        let cp = UnsafeMutablePointer<Float>(bitPattern: cAddress)!
                         let r0 = part == 0 ? 0 : split, rows = part == 0 ? split : M - split
                         kk_gemm(cp + r0 * N, ap + r0 * P, bp, Int64(rows), Int64(N), Int64(P), Int64(P), 1,
                                 Int64(N), Int64(N), 0)
@@ -862,7 +866,7 @@ final class RoundingTests: XCTestCase {
         var scales = [Float](repeating: 0, count: N)
         kk_quantize_fp8_e4m3_rows(&w, &scales, Int64(N), Int64(K))
         for n in 0..<N {
-            let amax = original[(n * K)..<((n + 1) * K)].map(abs).max()!
+            let amax = original[(n * K)..<((n + 1) * K)].map { abs($0) }.max()!
             let scale: Float = amax > 0 ? amax / 448 : 1
             XCTAssertEqual(scales[n], scale)
             for k in 0..<K {

@@ -1,0 +1,183 @@
+// Tasks.swift — procedurally generated tasks with verifiable answers. Each problem is a
+// pure function of (task settings, seed, index), and the train and held-out sets are
+// disjoint by construction (a problem's canonical prompt is hashed into one split).
+//   addition    "a+b=" → the decimal sum (default: two 2-digit numbers, the frameworks' example)
+//   arithmetic  "a op b op c=" with configurable digits and operators (+ - *), left to right
+//   sorting     "sort:3,1,2=" → "1,2,3"
+//   countdown   "reach 24 with 3,8,1=" → an expression of the given numbers that equals it (search)
+//   scratchpad  multi-step addition written out: "17+25+38=" → "17+25=42;42+38=80#80"
+//               (tens of tokens: the long-response task the paper's experiments need)
+import Foundation
+
+public struct Problem: Sendable, Equatable {
+  public var prompt: String
+  public var answer: String
+  public var task: String
+  public var extraJSON: String = "{}"
+  public init(prompt: String, answer: String, task: String, extraJSON: String = "{}") {
+    self.prompt = prompt
+    self.answer = answer
+    self.task = task
+    self.extraJSON = extraJSON
+  }
+}
+
+public enum Split: UInt64, Sendable { case train = 0, eval = 1 }
+
+public protocol TaskGenerator: Sendable {
+  var name: String { get }
+  /// The problem for a raw index (before the split filter).
+  func problem(_ rng: inout ProblemRNG) -> Problem
+  /// The marker that precedes the final answer in a response ("" if the whole response is the answer).
+  var answerMarker: String { get }
+}
+
+/// A tiny deterministic generator for problems (SplitMix64).
+public struct ProblemRNG {
+  var state: UInt64
+  public init(seed: UInt64) { state = seed }
+  public mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+  public mutating func int(_ range: ClosedRange<Int>) -> Int {
+    range.lowerBound + Int(next() % UInt64(range.upperBound - range.lowerBound + 1))
+  }
+}
+
+func number(digits: Int, _ rng: inout ProblemRNG) -> Int {
+  digits <= 1 ? rng.int(0...9) : rng.int(Int(pow(10, Double(digits - 1)))...(Int(pow(10, Double(digits))) - 1))
+}
+
+public struct AdditionTask: TaskGenerator {
+  public var digits = 2
+  public init(digits: Int = 2) { self.digits = digits }
+  public var name: String { "addition" }
+  public var answerMarker: String { "" }
+  public func problem(_ rng: inout ProblemRNG) -> Problem {
+    let a = number(digits: digits, &rng), b = number(digits: digits, &rng)
+    return Problem(prompt: "\(a)+\(b)=", answer: "\(a + b)", task: name)
+  }
+}
+
+public struct ArithmeticTask: TaskGenerator {
+  public var digits = 2, terms = 3
+  public var operators: [Character] = ["+", "-", "*"]
+  public init(digits: Int = 2, terms: Int = 3, operators: [Character] = ["+", "-", "*"]) {
+    self.digits = digits
+    self.terms = terms
+    self.operators = operators
+  }
+  public var name: String { "arithmetic" }
+  public var answerMarker: String { "" }
+  public func problem(_ rng: inout ProblemRNG) -> Problem {
+    var value = number(digits: digits, &rng)
+    var prompt = "\(value)"
+    for _ in 1..<terms {
+      let op = operators[rng.int(0...(operators.count - 1))]
+      let x = number(digits: op == "*" ? 1 : digits, &rng)
+      switch op {
+      case "+": value += x
+      case "-": value -= x
+      default: value *= x
+      }
+      prompt += "\(op)\(x)"
+    }
+    return Problem(prompt: prompt + "=", answer: "\(value)", task: name)
+  }
+}
+
+public struct SortingTask: TaskGenerator {
+  public var count = 4, maxValue = 9
+  public init(count: Int = 4, maxValue: Int = 9) { self.count = count; self.maxValue = maxValue }
+  public var name: String { "sorting" }
+  public var answerMarker: String { "" }
+  public func problem(_ rng: inout ProblemRNG) -> Problem {
+    let xs = (0..<count).map { _ in rng.int(0...maxValue) }
+    return Problem(prompt: "sort:" + xs.map(String.init).joined(separator: ",") + "=",
+                   answer: xs.sorted().map(String.init).joined(separator: ","), task: name)
+  }
+}
+
+/// Reach a target from given numbers with + - * (each number used once, left to right);
+/// the reference is one solution; the reward plugin accepts any correct expression via `extra`.
+public struct CountdownTask: TaskGenerator {
+  public var numbers = 3
+  public init(numbers: Int = 3) { self.numbers = numbers }
+  public var name: String { "countdown" }
+  public var answerMarker: String { "" }
+  public func problem(_ rng: inout ProblemRNG) -> Problem {
+    let xs = (0..<numbers).map { _ in rng.int(1...9) }
+    var value = xs[0]
+    var expr = "\(xs[0])"
+    for x in xs.dropFirst() {
+      switch rng.int(0...2) {
+      case 0: value += x; expr += "+\(x)"
+      case 1: value -= x; expr += "-\(x)"
+      default: value *= x; expr += "*\(x)"
+      }
+    }
+    let extra = "{\"numbers\":[\(xs.map(String.init).joined(separator: ","))],\"target\":\(value)}"
+    return Problem(prompt: "reach \(value) with " + xs.map(String.init).joined(separator: ",") + "=", answer: expr, task: name, extraJSON: extra)
+  }
+}
+
+/// Multi-step addition with a written scratchpad: "a+b+c+…=" → "a+b=s1;s1+c=s2;…#sN".
+public struct ScratchpadTask: TaskGenerator {
+  public var digits = 2, terms = 4
+  public init(digits: Int = 2, terms: Int = 4) { self.digits = digits; self.terms = terms }
+  public var name: String { "scratchpad" }
+  public var answerMarker: String { "#" }
+  public func problem(_ rng: inout ProblemRNG) -> Problem {
+    let xs = (0..<terms).map { _ in number(digits: digits, &rng) }
+    return Problem(prompt: xs.map(String.init).joined(separator: "+") + "=", answer: "\(xs.reduce(0, +))", task: name)
+  }
+  /// The worked solution a careful teacher writes.
+  public static func solution(prompt: String) -> String {
+    let xs = prompt.dropLast().split(separator: "+").compactMap { Int($0) }
+    var steps: [String] = []
+    var acc = xs[0]
+    for x in xs.dropFirst() { steps.append("\(acc)+\(x)=\(acc + x)"); acc += x }
+    return steps.joined(separator: ";") + "#\(acc)"
+  }
+}
+
+/// Train / held-out problems of one task, disjoint: a problem belongs to the split its prompt hashes to.
+public struct TaskSplit: Sendable {
+  public let generator: any TaskGenerator
+  public let seed: UInt64
+  public init(generator: any TaskGenerator, seed: UInt64) { self.generator = generator; self.seed = seed }
+
+  static func fnv(_ s: String) -> UInt64 {
+    var h: UInt64 = 0xCBF2_9CE4_8422_2325
+    for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+    return h
+  }
+  /// 1 in 8 prompts is held out.
+  public static func split(of prompt: String) -> Split { fnv(prompt) % 8 == 0 ? .eval : .train }
+
+  /// The i-th problem of a split (deterministic in seed and i).
+  public func problem(_ split: Split, index: Int) -> Problem {
+    var rng = ProblemRNG(seed: seed &+ UInt64(index) &* 0x9E37_79B9 &+ split.rawValue << 60)
+    while true {
+      let p = generator.problem(&rng)
+      if Self.split(of: p.prompt) == split { return p }
+    }
+  }
+
+  /// `count` distinct held-out problems (a fixed set for evaluation).
+  public func evalSet(count: Int) -> [Problem] {
+    var seen = Set<String>()
+    var out: [Problem] = []
+    var i = 0
+    while out.count < count && i < count * 200 {
+      let p = problem(.eval, index: i)
+      if seen.insert(p.prompt).inserted { out.append(p) }
+      i += 1
+    }
+    return out
+  }
+}
