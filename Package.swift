@@ -34,6 +34,7 @@ let package = Package(
   ] + builtinPlugins.map { $0.0 },
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
   ],
   targets: [
     .target(name: "KeelABI", path: "Sources/KeelABI"),
@@ -49,8 +50,10 @@ let package = Package(
     .target(name: "KeelTasks", path: "Sources/KeelTasks"),
     .target(name: "KeelPluginHost", dependencies: ["KeelABI", "CFFI"],
             path: "Sources/KeelPluginHost"),
+    .target(name: "KeelRL", dependencies: ["KeelModel", "KeelTasks", "KeelPluginHost", "Yams"],
+            path: "Sources/KeelRL"),
     .executableTarget(name: "keel",
-                      dependencies: ["KeelPluginHost", "KeelModel",
+                      dependencies: ["KeelPluginHost", "KeelModel", "KeelRL", "KeelTasks",
                                      .product(name: "ArgumentParser", package: "swift-argument-parser")],
                       path: "Sources/keel"),
     .target(name: "KeelTestSupport", dependencies: ["KeelPluginHost"], path: "Tests/KeelTestSupport"),

@@ -1,0 +1,112 @@
+// ColdStart.swift — `keel sft`: supervised training from scratch on a teacher's
+// demonstrations (cross-entropy on the response tokens), stopped as soon as greedy accuracy
+// on a validation set drawn from the TRAIN split reaches the target (the held-out eval set is
+// never seen), so the checkpoint solves a fair fraction of the task but far from all.
+// The default cold start is cached under ~/.cache/keel (or $KEEL_CACHE), keyed by everything
+// that determines it, and made on first use.
+import Foundation
+import KeelModel
+import KeelTasks
+
+public struct ColdStartSettings: Sendable {
+  public var task: any TaskGenerator
+  public var taskSeed: UInt64
+  public var model: ModelConfig
+  public var teacher: Teacher
+  public var teacherName: String
+  public var targetAccuracy: Double
+  public var maxSteps: Int
+  public var lr: Float
+  public var batch: Int
+  public var seed: UInt64
+  public var threads: Int
+  public var maxTokens: Int
+
+  public init(task: any TaskGenerator, taskSeed: UInt64, model: ModelConfig, teacher: Teacher, teacherName: String,
+              targetAccuracy: Double, maxSteps: Int, lr: Float, batch: Int, seed: UInt64, threads: Int, maxTokens: Int) {
+    self.task = task; self.taskSeed = taskSeed; self.model = model; self.teacher = teacher; self.teacherName = teacherName
+    self.targetAccuracy = targetAccuracy; self.maxSteps = maxSteps; self.lr = lr; self.batch = batch; self.seed = seed
+    self.threads = threads; self.maxTokens = maxTokens
+  }
+
+  /// Everything that determines the result, for the cache key.
+  public var fingerprint: String {
+    let enc = JSONEncoder()
+    enc.outputFormatting = .sortedKeys
+    let model = (try? enc.encode(self.model)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+    return "v1|\(task.name)|\(taskSeed)|\(model)|\(teacherName)|\(targetAccuracy)|\(maxSteps)|\(lr)|\(batch)|\(seed)|\(maxTokens)"
+  }
+}
+
+public struct ColdStartReport: Sendable {
+  public var steps: Int
+  public var validationAccuracy: Double
+  public var seconds: Double
+  public var loss: Double
+}
+
+public enum ColdStart {
+  public static func train(_ s: ColdStartSettings, log: (String) -> Void = { _ in }) throws -> (ParameterStore, ColdStartReport) {
+    let t0 = Date()
+    let tok = CharTokenizer()
+    let split = TaskSplit(generator: s.task, seed: s.taskSeed)
+    let store = ParameterStore(config: s.model, seed: s.seed)
+    let policy = Policy(store: store, precision: .fp32, threads: s.threads)
+    // validation: train-split problems far from the ones trained on
+    let validation = (0..<200).map { split.problem(.train, index: 10_000_000 + $0) }
+    var lastLoss = 0.0, acc = 0.0, step = 0
+    let checkEvery = 20
+    while step < s.maxSteps {
+      var seqs: [[Int32]] = [], from: [Int] = []
+      for i in 0..<s.batch {
+        let index = step * s.batch + i
+        let p = split.problem(.train, index: index)
+        let prompt = try tok.encodePrompt(p.prompt)
+        let response = try tok.encode(s.teacher.demonstrate(p, index: index)) + [CharTokenizer.eos]
+        seqs.append(prompt + response)
+        from.append(prompt.count)
+      }
+      let b = SequenceBatch(sequences: seqs, scoreFrom: from)
+      let out = policy.engine.forward(b, save: true)
+      let n = Float(out.logp.count)
+      lastLoss = -Double(out.logp.reduce(0, +)) / Double(n)
+      policy.engine.zeroGrads()
+      policy.engine.backward(out.saved!, dlogp: out.logp.map { _ in -1 / n })
+      policy.optimizer.update(params: store, grads: policy.engine.grads, lr: s.lr, maxNorm: 1, compute: policy.engine.compute)
+      step += 1
+      if step % checkEvery == 0 || step == s.maxSteps {
+        policy.sampler.refresh()
+        acc = try Evaluator.run(policy, problems: validation, tokenizer: tok, samples: 1, temperature: 0,
+                                maxTokens: s.maxTokens, marker: s.task.answerMarker, seed: s.seed).greedyAccuracy
+        log(String(format: "sft step %d: loss %.3f, validation greedy accuracy %.3f", step, lastLoss, acc))
+        if acc >= s.targetAccuracy { break }
+      }
+    }
+    return (store, ColdStartReport(steps: step, validationAccuracy: acc, seconds: Date().timeIntervalSince(t0), loss: lastLoss))
+  }
+
+  public static var cacheRoot: String {
+    if let c = ProcessInfo.processInfo.environment["KEEL_CACHE"] { return c }
+    return NSHomeDirectory() + "/.cache/keel"
+  }
+
+  /// The cached checkpoint for these settings, made (and cached) if missing.
+  public static func cached(_ s: ColdStartSettings, log: (String) -> Void) throws -> (directory: String, made: ColdStartReport?) {
+    var h: UInt64 = 0xCBF2_9CE4_8422_2325
+    for b in s.fingerprint.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+    let dir = cacheRoot + "/coldstart-" + String(h, radix: 16)
+    if FileManager.default.fileExists(atPath: dir + "/model.safetensors") { return (dir, nil) }
+    log("making the cold-start checkpoint (cached in \(dir))")
+    let (store, report) = try train(s, log: log)
+    let tmp = dir + ".tmp-\(getpid())"
+    try? FileManager.default.removeItem(atPath: tmp)
+    try Checkpoint.save(directory: tmp, store: store)
+    let info: [String: Any] = ["steps": report.steps, "validation_greedy_accuracy": report.validationAccuracy,
+                               "seconds": report.seconds, "fingerprint": s.fingerprint,
+                               "made_by": "keel sft (ColdStart.cached)"]
+    try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: tmp + "/coldstart.json"))
+    try? FileManager.default.removeItem(atPath: dir)
+    try FileManager.default.moveItem(atPath: tmp, toPath: dir)
+    return (dir, report)
+  }
+}

@@ -1,0 +1,236 @@
+// ConfigSchema.swift — every key `keel train` accepts, with its type, default and one-line
+// doc (docs/config.md is generated from this table). A YAML file and `--set key.path=value`
+// overrides are flattened to dotted keys and checked here: an unknown key is an error that
+// names the nearest valid keys; a value of the wrong type names the key and the type.
+// Plugin parameters live under objective.params / reward.params / baseline.params and are
+// validated by the plugin's own declared schema when it loads.
+import Foundation
+import KeelPluginHost
+import Yams
+
+public enum ConfigValue: Equatable, Sendable, CustomStringConvertible {
+  case int(Int), float(Double), bool(Bool), string(String), null
+  public var description: String {
+    switch self {
+    case .int(let v): return "\(v)"
+    case .float(let v): return "\(v)"
+    case .bool(let v): return "\(v)"
+    case .string(let v): return v
+    case .null: return "null"
+    }
+  }
+}
+
+public struct ConfigKey: Sendable {
+  public enum Kind: String, Sendable { case int, float, bool, string, optionalString = "string or null" }
+  public let key: String
+  public let kind: Kind
+  public let defaultValue: ConfigValue
+  public let doc: String
+  public let choices: [String]?
+}
+
+public enum ConfigError: Error, CustomStringConvertible, Equatable {
+  case unknownKey(String, nearest: [String])
+  case badValue(key: String, expected: String, got: String)
+  case syntax(String)
+  public var description: String {
+    switch self {
+    case .unknownKey(let k, let nearest):
+      return "unknown config key '\(k)'" + (nearest.isEmpty ? "" : "; did you mean \(nearest.map { "'\($0)'" }.joined(separator: " or "))?") + " (all keys: `keel train --help-config`)"
+    case .badValue(let k, let expected, let got): return "config key '\(k)' expects \(expected), got '\(got)'"
+    case .syntax(let m): return m
+    }
+  }
+}
+
+public enum ConfigSchema {
+  static func k(_ key: String, _ kind: ConfigKey.Kind, _ def: ConfigValue, _ doc: String, _ choices: [String]? = nil) -> ConfigKey {
+    ConfigKey(key: key, kind: kind, defaultValue: def, doc: doc, choices: choices)
+  }
+
+  /// The whole table. Every choice the paper leaves open is a documented default here.
+  public static let keys: [ConfigKey] = [
+    k("seed", .int, .int(1), "seed of everything random: data order, initial weights, sampling"),
+    k("steps", .int, .int(120), "RL steps (global batches) to run"),
+    k("preset", .string, .string("default"), "starting values for the keys not set: default | test (tiny, seconds)", ["default", "test"]),
+    k("task.name", .string, .string("addition"), "addition | arithmetic | sorting | countdown | scratchpad, or a .jsonl path"),
+    k("task.digits", .int, .int(2), "digits per operand (addition, arithmetic, scratchpad)"),
+    k("task.terms", .int, .int(0), "operands / list length (0 = the task's own default)"),
+    k("task.eval_size", .int, .int(500), "held-out problems scored at each evaluation"),
+    k("model.preset", .string, .string("moe"), "moe (Qwen3-MoE: hidden 128, 4 layers, 8 experts × 256, top-2) | dense (FFN 512) | tiny", ["moe", "dense", "tiny"]),
+    k("coldstart.checkpoint", .string, .string("auto"), "auto (made by `keel sft` on first use and cached) | a checkpoint directory | none (random init)"),
+    k("coldstart.teacher", .string, .string("careful"), "teacher of the cold start demonstrations: careful | sloppy | terse", ["careful", "sloppy", "terse"]),
+    k("coldstart.target_accuracy", .float, .float(0.25), "stop the cold start once greedy accuracy on a train-split validation set reaches this"),
+    k("coldstart.max_steps", .int, .int(600), "cold start step limit"),
+    k("coldstart.lr", .float, .float(3e-3), "cold start AdamW learning rate"),
+    k("coldstart.batch", .int, .int(64), "cold start demonstrations per step"),
+    k("sampler.precision", .string, .string("bf16"), "inference-engine arithmetic: fp32 | bf16 | fp16 | fp8 | exact (bit-identical to the trainer)", ["fp32", "bf16", "fp16", "fp8", "exact"]),
+    k("sampler.temperature", .float, .float(1.0), "sampling temperature (log-probs are those of softmax(logits / T) on both engines)"),
+    k("sampler.top_p", .float, .float(1.0), "nucleus truncation (1 = none; <1 biases μ_old, see docs)"),
+    k("sampler.top_k", .int, .int(0), "top-k truncation (0 = none)"),
+    k("sampler.max_tokens", .int, .int(8), "longest response, in tokens (the stop token included)"),
+    k("rollout.prompts", .int, .int(32), "B: prompts per global batch"),
+    k("rollout.group_size", .int, .int(8), "G: responses per prompt"),
+    k("train.minibatches", .int, .int(1), "N: sequential updates per global batch (1 = on-policy)"),
+    k("train.lr", .float, .float(2e-4), "AdamW learning rate (β = 0.9, 0.999; ε = 1e-8)"),
+    k("train.schedule", .string, .string("constant"), "learning-rate schedule: constant | cosine (to 10% over `steps`)", ["constant", "cosine"]),
+    k("train.warmup_steps", .int, .int(0), "linear warm-up steps"),
+    k("train.weight_decay", .float, .float(0.0), "AdamW decoupled weight decay"),
+    k("train.grad_clip", .float, .float(1.0), "global gradient-norm clip (0 = off)"),
+    k("train.routing_replay", .string, .string("none"), "MoE routing replay: none | R2 (training engine's π_old experts) | R3 (sampler's experts)", ["none", "R2", "R3"]),
+    k("train.kl_ref", .bool, .bool(false), "pass log-probs of a frozen reference policy (the cold start) to the objective as logp_ref"),
+    k("train.micro_batch", .int, .int(128), "sequences per forward/backward pass (memory bound; does not change results' meaning)"),
+    k("train.aux_loss_coef", .float, .float(0.0), "MoE load-balancing loss coefficient (0 = off)"),
+    k("train.threads", .int, .int(2), "threads for kernels and BLAS"),
+    k("train.on_nan", .string, .string("stop"), "a NaN/Inf loss or gradient: stop (checkpoint kept, exit non-zero) | skip (drop the update)", ["stop", "skip"]),
+    k("objective.name", .string, .string("minirl"), "objective plugin: a name or a path to a .so"),
+    k("reward.name", .string, .string("exact-match"), "reward plugin: a name or a path to a .so"),
+    k("reward.foreign.library", .optionalString, .null, "optional: a shared library whose exported C function is an extra reward (libffi)"),
+    k("reward.foreign.symbol", .optionalString, .null, "the function's symbol"),
+    k("reward.foreign.signature", .optionalString, .null, "its signature, e.g. \"(response: string, reference: string) -> double\""),
+    k("reward.foreign.weight", .float, .float(1.0), "weight of the foreign reward in the total"),
+    k("reward.weight", .float, .float(1.0), "weight of the reward plugin in the total"),
+    k("baseline.name", .string, .string("group-mean"), "baseline plugin: a name or a path to a .so"),
+    k("eval.every", .int, .int(10), "evaluate on the held-out set every this many steps (and at step 0)"),
+    k("eval.samples", .int, .int(4), "K: samples per held-out problem at the sampling temperature (eval_accuracy = mean)"),
+    k("checkpoint.every", .int, .int(50), "checkpoint every this many steps (and at the end and on Ctrl-C)"),
+    k("log.tensorboard", .bool, .bool(false), "also write TensorBoard event files to <run>/tensorboard"),
+    k("diagnostics.enabled", .bool, .bool(true), "first-order validity monitor (docs/diagnostics.md)"),
+    k("diagnostics.threshold", .float, .float(0.1), "a response is first-order valid if its residual is below this"),
+  ]
+
+  /// The `test` preset: tiny model and batches, so end-to-end tests take seconds.
+  public static let testPreset: [String: ConfigValue] = [
+    "model.preset": .string("tiny"), "rollout.prompts": .int(8), "rollout.group_size": .int(4),
+    "task.eval_size": .int(64), "eval.samples": .int(2), "eval.every": .int(5), "steps": .int(10),
+    "coldstart.max_steps": .int(120), "coldstart.batch": .int(32), "coldstart.target_accuracy": .float(0.2),
+    "checkpoint.every": .int(5), "train.lr": .float(1e-3),
+  ]
+
+  public static let pluginParamPrefixes = ["objective.params.", "reward.params.", "baseline.params."]
+
+  static var byKey: [String: ConfigKey] { Dictionary(uniqueKeysWithValues: keys.map { ($0.key, $0) }) }
+
+  /// Flatten a YAML document to dotted keys.
+  public static func flatten(yaml text: String, source: String) throws -> [String: String] {
+    let node: Any?
+    do { node = try Yams.load(yaml: text) } catch { throw ConfigError.syntax("\(source): not valid YAML: \(error)") }
+    guard let root = node else { return [:] }
+    guard let dict = root as? [String: Any] else { throw ConfigError.syntax("\(source): the top level must be a mapping of keys") }
+    var out: [String: String] = [:]
+    func walk(_ prefix: String, _ v: Any) {
+      if let d = v as? [String: Any] {
+        for (k, x) in d { walk(prefix.isEmpty ? k : prefix + "." + k, x) }
+      } else if v is NSNull {
+        out[prefix] = "null"
+      } else {
+        out[prefix] = "\(v)"
+      }
+    }
+    walk("", dict)
+    return out
+  }
+
+  /// Parse `key=value` overrides.
+  public static func parseOverrides(_ sets: [String]) throws -> [String: String] {
+    var out: [String: String] = [:]
+    for s in sets {
+      guard let eq = s.firstIndex(of: "="), eq != s.startIndex else { throw ConfigError.syntax("--set expects key.path=value, got '\(s)'") }
+      out[String(s[..<eq])] = String(s[s.index(after: eq)...])
+    }
+    return out
+  }
+
+  static func nearest(_ key: String) -> [String] {
+    let all = keys.map(\.key)
+    var found: [String] = []
+    if let n = KeelPluginHost.nearest(key, in: all) { found.append(n) }
+    let last = key.split(separator: ".").last.map(String.init) ?? key
+    for k in all where k.hasSuffix("." + last) && !found.contains(k) { found.append(k) }
+    return Array(found.prefix(3))
+  }
+
+  static func convert(_ text: String, for key: ConfigKey) throws -> ConfigValue {
+    let bad = ConfigError.badValue(key: key.key, expected: key.kind.rawValue + (key.choices.map { " (\($0.joined(separator: " | ")))" } ?? ""), got: text)
+    switch key.kind {
+    case .int: guard let v = Int(text) else { throw bad }; return .int(v)
+    case .float: guard let v = Double(text), v.isFinite else { throw bad }; return .float(v)
+    case .bool:
+      switch text.lowercased() {
+      case "true", "yes", "on", "1": return .bool(true)
+      case "false", "no", "off", "0": return .bool(false)
+      default: throw bad
+      }
+    case .string:
+      if let choices = key.choices, !choices.contains(text) { throw bad }
+      return .string(text)
+    case .optionalString: return text == "null" || text.isEmpty ? .null : .string(text)
+    }
+  }
+
+  /// Defaults ← preset ← file ← overrides, validated. Returns typed values and plugin params.
+  public static func resolve(file: [String: String], overrides: [String: String]) throws -> ResolvedConfig {
+    let table = byKey
+    var raw = file.merging(overrides) { $1 }
+    var values: [String: ConfigValue] = [:]
+    var params: [String: [String: String]] = ["objective": [:], "reward": [:], "baseline": [:]]
+    for (key, text) in raw {
+      if let prefix = pluginParamPrefixes.first(where: { key.hasPrefix($0) }) {
+        let kind = String(prefix.split(separator: ".")[0])
+        params[kind]![String(key.dropFirst(prefix.count))] = text
+        continue
+      }
+      guard let spec = table[key] else { throw ConfigError.unknownKey(key, nearest: nearest(key)) }
+      values[key] = try convert(text, for: spec)
+    }
+    let preset = values["preset"].map { "\($0)" } ?? "default"
+    if preset == "test" {
+      for (k, v) in testPreset where values[k] == nil { values[k] = v }
+    }
+    for spec in keys where values[spec.key] == nil { values[spec.key] = spec.defaultValue }
+    raw.removeAll()
+    return ResolvedConfig(values: values, pluginParams: params)
+  }
+}
+
+/// A validated configuration: every schema key has a value.
+public struct ResolvedConfig: Sendable, Equatable {
+  public var values: [String: ConfigValue]
+  public var pluginParams: [String: [String: String]]
+
+  public func int(_ k: String) -> Int { if case .int(let v) = values[k]! { return v }; fatalError("\(k) is not an int") }
+  public func float(_ k: String) -> Double {
+    switch values[k]! { case .float(let v): return v; case .int(let v): return Double(v); default: fatalError("\(k) is not a float") }
+  }
+  public func bool(_ k: String) -> Bool { if case .bool(let v) = values[k]! { return v }; fatalError("\(k) is not a bool") }
+  public func string(_ k: String) -> String { "\(values[k]!)" }
+  public func optionalString(_ k: String) -> String? { if case .string(let s) = values[k]! { return s }; return nil }
+
+  /// YAML of every key (nested), plugin params included: the run directory's config.yaml.
+  public func yaml() -> String {
+    var tree: [String: Any] = [:]
+    func put(_ path: [String], _ v: Any) {
+      func go(_ node: inout [String: Any], _ i: Int) {
+        if i == path.count - 1 { node[path[i]] = v; return }
+        var child = node[path[i]] as? [String: Any] ?? [:]
+        go(&child, i + 1)
+        node[path[i]] = child
+      }
+      go(&tree, 0)
+    }
+    for (k, v) in values {
+      switch v {
+      case .int(let x): put(k.split(separator: ".").map(String.init), x)
+      case .float(let x): put(k.split(separator: ".").map(String.init), x)
+      case .bool(let x): put(k.split(separator: ".").map(String.init), x)
+      case .string(let x): put(k.split(separator: ".").map(String.init), x)
+      case .null: put(k.split(separator: ".").map(String.init), NSNull())
+      }
+    }
+    for (kind, ps) in pluginParams where !ps.isEmpty {
+      for (p, v) in ps { put([kind, "params", p], v) }
+    }
+    return (try? Yams.dump(object: tree, sortKeys: true)) ?? ""
+  }
+}

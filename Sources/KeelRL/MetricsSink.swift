@@ -1,0 +1,107 @@
+// MetricsSink.swift — where per-step metrics go: metrics.jsonl (one JSON object per line,
+// sorted keys, flushed each step) and, optionally, TensorBoard event files written natively
+// (TFRecord framing with masked CRC-32C around hand-encoded `Event` protobufs), so
+// `tensorboard --logdir RUN/tensorboard` shows every scalar without Python in Keel.
+import Foundation
+
+public typealias Metrics = [String: Double]
+
+/// Keys that measure time; they differ between runs and are excluded from equality checks.
+public let timingKeys: Set<String> = ["seconds", "tokens_per_second", "time_sampling", "time_scoring", "time_old_pass",
+                                      "time_updates", "time_eval", "time_diagnostics", "wall_seconds"]
+
+public final class JSONLWriter {
+  let handle: FileHandle
+  public init(path: String, truncateToStepAtMost: Int? = nil) throws {
+    let fm = FileManager.default
+    if let maxStep = truncateToStepAtMost, let text = try? String(contentsOfFile: path, encoding: .utf8) {
+      // resume: keep the lines of steps already covered by the checkpoint
+      let kept = text.split(separator: "\n").filter { line in
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+              let step = obj["step"] as? Int else { return false }
+        return step <= maxStep
+      }
+      try (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).write(toFile: path, atomically: true, encoding: .utf8)
+    } else if !fm.fileExists(atPath: path) || truncateToStepAtMost == nil {
+      fm.createFile(atPath: path, contents: nil)
+    }
+    handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+    handle.seekToEndOfFile()
+  }
+  public func write(_ m: Metrics, step: Int) {
+    var obj: [String: Any] = m
+    obj["step"] = step
+    guard let data = try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) else { return }
+    handle.write(data + Data("\n".utf8))
+  }
+  deinit { try? handle.close() }
+}
+
+/// TensorBoard scalars, natively.
+public final class TensorBoardWriter {
+  let handle: FileHandle
+  public let path: String
+
+  public init(directory: String) throws {
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    let host = ProcessInfo.processInfo.hostName
+    path = directory + "/events.out.tfevents.\(Int(Date().timeIntervalSince1970)).\(host)"
+    FileManager.default.createFile(atPath: path, contents: nil)
+    handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+    var e = Data()
+    Self.field(&e, 1, wire: 1); e.append(Self.le(Date().timeIntervalSince1970.bitPattern))
+    Self.field(&e, 3, wire: 2); Self.bytes(&e, Data("brain.Event:2".utf8))
+    record(e)
+  }
+
+  public func write(_ m: Metrics, step: Int) {
+    var summary = Data()
+    for (tag, value) in m.sorted(by: { $0.key < $1.key }) where value.isFinite {
+      var v = Data()
+      Self.field(&v, 1, wire: 2); Self.bytes(&v, Data(tag.utf8))
+      Self.field(&v, 2, wire: 5); v.append(Self.le(Float(value).bitPattern))
+      Self.field(&summary, 1, wire: 2); Self.bytes(&summary, v)
+    }
+    var e = Data()
+    Self.field(&e, 1, wire: 1); e.append(Self.le(Date().timeIntervalSince1970.bitPattern))
+    Self.field(&e, 2, wire: 0); Self.varint(&e, UInt64(step))
+    Self.field(&e, 5, wire: 2); Self.bytes(&e, summary)
+    record(e)
+  }
+
+  func record(_ data: Data) {
+    var out = Data()
+    let len = Self.le(UInt64(data.count))
+    out.append(len)
+    out.append(Self.le(Self.maskedCRC(len)))
+    out.append(data)
+    out.append(Self.le(Self.maskedCRC(data)))
+    handle.write(out)
+  }
+
+  static func le<T: FixedWidthInteger>(_ x: T) -> Data { withUnsafeBytes(of: x.littleEndian) { Data($0) } }
+  static func varint(_ d: inout Data, _ x: UInt64) {
+    var x = x
+    while x >= 0x80 { d.append(UInt8(x & 0x7F) | 0x80); x >>= 7 }
+    d.append(UInt8(x))
+  }
+  static func field(_ d: inout Data, _ number: UInt64, wire: UInt64) { varint(&d, number << 3 | wire) }
+  static func bytes(_ d: inout Data, _ b: Data) { varint(&d, UInt64(b.count)); d.append(b) }
+
+  static let crcTable: [UInt32] = (0..<256).map { i -> UInt32 in
+    var c = UInt32(i)
+    for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ 0x82F6_3B78 : c >> 1 }
+    return c
+  }
+  /// CRC-32C (Castagnoli).
+  public static func crc32c(_ data: Data) -> UInt32 {
+    var c: UInt32 = 0xFFFF_FFFF
+    for b in data { c = crcTable[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
+    return c ^ 0xFFFF_FFFF
+  }
+  static func maskedCRC(_ data: Data) -> UInt32 {
+    let c = crc32c(data)
+    return ((c >> 15) | (c << 17)) &+ 0xA282_EAD8
+  }
+  deinit { try? handle.close() }
+}

@@ -1,0 +1,79 @@
+// PluginSet.swift — a run's plugins: one objective, one baseline, the reward plugin (plus an
+// optional libffi foreign reward), each resolved by name or path and created with the
+// run's parameters (validated against the plugin's declared schema). Combining rewards is
+// the host's job: total = Σ weight · reward, and each reward is logged as reward/<name>.
+import Foundation
+import KeelPluginHost
+
+public final class PluginSet {
+  public let objective: ObjectiveInstance
+  public let reward: RewardInstance
+  public let rewardWeight: Float
+  public let foreign: ForeignReward?
+  public let foreignWeight: Float
+  public let baseline: BaselineInstance
+
+  public init(config: ResolvedConfig, discovery: PluginDiscovery, log: @escaping (String) -> Void) throws {
+    func make<T>(_ kind: String, _ pluginKind: PluginKind, _ build: (PluginLibrary, [String: ParameterValue]) throws -> T) throws -> T {
+      let lib = try discovery.resolve(config.string("\(kind).name"), kind: pluginKind)
+      let settings = try lib.parseParameters(config.pluginParams[kind] ?? [:])
+      return try build(lib, settings)
+    }
+    let sink: @Sendable (String, PluginLogLine) -> Void = { name, line in
+      FileHandle.standardError.write(Data("[\(name)] \(line.message)\n".utf8))
+    }
+    objective = try make("objective", .objective) { try ObjectiveInstance(library: $0, settings: $1, logSink: sink) }
+    reward = try make("reward", .reward) { try RewardInstance(library: $0, settings: $1, logSink: sink) }
+    baseline = try make("baseline", .baseline) { try BaselineInstance(library: $0, settings: $1, logSink: sink) }
+    rewardWeight = Float(config.float("reward.weight"))
+    if let lib = config.optionalString("reward.foreign.library") {
+      guard let symbol = config.optionalString("reward.foreign.symbol"), let sig = config.optionalString("reward.foreign.signature") else {
+        throw TrainerError(message: "reward.foreign.library is set: reward.foreign.symbol and reward.foreign.signature are required too")
+      }
+      foreign = try ForeignReward(library: lib, symbol: symbol, signature: sig)
+      foreignWeight = Float(config.float("reward.foreign.weight"))
+    } else {
+      foreign = nil
+      foreignWeight = 0
+    }
+  }
+
+  public var all: [(role: String, instance: PluginInstance)] {
+    [("objective", objective), ("reward", reward), ("baseline", baseline)]
+  }
+
+  /// reward/<name> components logged per step: each reward's value, and each plugin component.
+  public var componentNames: [String] {
+    [reward.rewardName] + reward.componentNames.map { reward.rewardName + "/" + $0 } + (foreign.map { [$0.rewardName] } ?? [])
+  }
+
+  public func score(_ samples: [RewardSample]) throws -> (total: [Float], components: [String: [Float]]) {
+    let r = try reward.score(samples)
+    var total = r.rewards.map { $0 * rewardWeight }
+    var components: [String: [Float]] = [reward.rewardName: r.rewards]
+    for (j, name) in reward.componentNames.enumerated() { components[reward.rewardName + "/" + name] = r.components.map { Float($0[j]) } }
+    if let foreign {
+      let f = try foreign.score(samples)
+      for i in total.indices { total[i] += foreignWeight * f.rewards[i] }
+      components[foreign.rewardName] = f.rewards
+    }
+    return (total, components)
+  }
+
+  public func saveStates(directory: String) throws {
+    for (role, p) in all {
+      let blob = try p.saveState()
+      if !blob.isEmpty { try Data(blob).write(to: URL(fileURLWithPath: directory + "/plugin-\(role).state")) }
+    }
+  }
+
+  public func loadStates(directory: String) throws {
+    for (role, p) in all where p.library.hasState {
+      let path = directory + "/plugin-\(role).state"
+      guard let data = FileManager.default.contents(atPath: path) else {
+        throw TrainerError(message: "checkpoint \(directory) lacks \(role) plugin '\(p.library.name)' state (\(path))")
+      }
+      try p.loadState([UInt8](data))
+    }
+  }
+}

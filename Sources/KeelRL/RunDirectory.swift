@@ -1,0 +1,139 @@
+// RunDirectory.swift — a run's directory on disk:
+//   config.yaml        the resolved configuration (every key)
+//   metrics.jsonl      one JSON object per step
+//   provenance.json    Keel version and commit, each plugin's path, SHA-256, ABI and version
+//                      and parameters, the BLAS, CPU flags, threads
+//   checkpoints/step-N/  model (HF directory), optimizer, run state, plugin states
+//   checkpoints/latest   the name of the newest complete checkpoint
+//   summary.json       the outcome (cold start vs final accuracy, time to target)
+import Foundation
+import KeelModel
+import KeelPluginHost
+
+public struct RunState: Codable, Sendable {
+  public struct EvalPoint: Codable, Sendable { public var step: Int; public var greedy: Double; public var sampled: Double; public var trainSeconds: Double }
+  public var step: Int
+  public var trainSeconds: Double
+  public var coldStartEval: EvalResult?
+  public var evalHistory: [EvalPoint]
+
+  public static func load(directory: String) throws -> RunState {
+    guard let data = FileManager.default.contents(atPath: directory + "/run_state.json") else {
+      throw TrainerError(message: "\(directory) has no run_state.json: not a checkpoint of a keel run")
+    }
+    return try JSONDecoder().decode(RunState.self, from: data)
+  }
+}
+
+
+public struct Summary: Codable, Sendable {
+  public var steps: Int
+  public var coldStartGreedy: Double
+  public var coldStartSampled: Double
+  public var finalGreedy: Double
+  public var finalSampled: Double
+  public var bestGreedy: Double
+  /// First evaluation at which greedy accuracy was ≥ cold start + 25 points (time_to_target).
+  public var targetStep: Int?
+  public var targetTrainSeconds: Double?
+  public var targetHeldTwice: Bool
+  public var trainSeconds: Double
+  public var stoppedBySignal: Bool
+}
+
+public struct RunDirectory: Sendable {
+  public let path: String
+
+  public init(path: String, create: Bool) throws {
+    self.path = path
+    if create { try FileManager.default.createDirectory(atPath: path + "/checkpoints", withIntermediateDirectories: true) }
+  }
+
+  public var latestCheckpoint: String? {
+    guard let name = try? String(contentsOfFile: path + "/checkpoints/latest", encoding: .utf8) else { return nil }
+    let dir = path + "/checkpoints/" + name.trimmingCharacters(in: .whitespacesAndNewlines)
+    return FileManager.default.fileExists(atPath: dir + "/run_state.json") ? dir : nil
+  }
+
+  public func writeConfig(_ config: ResolvedConfig) throws {
+    try writeAtomically(Data(config.yaml().utf8), to: path + "/config.yaml")
+  }
+
+  /// Write into a temp directory, then rename: a checkpoint is complete or absent.
+  public func saveCheckpoint(step: Int, policy: Policy, plugins: PluginSet, state: RunState) throws {
+    let name = String(format: "step-%06d", step)
+    let final = path + "/checkpoints/" + name, tmp = final + ".tmp"
+    try? FileManager.default.removeItem(atPath: tmp)
+    try Checkpoint.save(directory: tmp, store: policy.store, optimizer: policy.optimizer)
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    try enc.encode(state).write(to: URL(fileURLWithPath: tmp + "/run_state.json"))
+    try plugins.saveStates(directory: tmp)
+    try? FileManager.default.removeItem(atPath: final)
+    try FileManager.default.moveItem(atPath: tmp, toPath: final)
+    try writeAtomically(Data(name.utf8), to: path + "/checkpoints/latest")
+  }
+
+  public func writeSummary(_ s: Summary) throws {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    try writeAtomically(try enc.encode(s), to: path + "/summary.json")
+  }
+
+  public func writeProvenance(config: ResolvedConfig, plugins: PluginSet, policy: Policy, coldStart: String?) throws {
+    var pluginInfo: [[String: Any]] = []
+    for (role, p) in plugins.all {
+      pluginInfo.append(["role": role, "name": p.library.name, "path": p.library.path, "sha256": sha256(p.library.path),
+                         "abi": "\(p.library.abiMajor).\(p.library.abiMinor)", "version": p.library.version,
+                         "parameters": Dictionary(uniqueKeysWithValues: p.parameters.map { ($0.0.name, "\($0.1)") })])
+    }
+    if let f = plugins.foreign {
+      pluginInfo.append(["role": "foreign-reward", "name": f.symbol, "path": f.libraryPath, "sha256": sha256(f.libraryPath),
+                         "signature": f.signature.description])
+    }
+    let info: [String: Any] = [
+      "keel_version": KeelVersion.string, "plugin_abi": KeelVersion.abi, "keel_commit": gitCommit(),
+      "plugins": pluginInfo, "blas": "OpenBLAS (cblas) core type \(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "auto"); matrix products: KeelKernels kk_gemm",
+      "cpu_model": cpuField("model name"), "cpu_flags": cpuField("flags").split(separator: " ").filter { ["avx2", "fma", "f16c", "avx512f"].contains(String($0)) }.map(String.init),
+      "threads": config.int("train.threads"), "cold_start": coldStart ?? "none",
+      "model_parameters": policy.store.layout.count,
+    ]
+    try writeAtomically(try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys]), to: path + "/provenance.json")
+  }
+}
+
+/// SHA-256 of a file, by coreutils' sha256sum (present on every Debian machine).
+func sha256(_ path: String) -> String {
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+  p.arguments = [path]
+  let pipe = Pipe()
+  p.standardOutput = pipe
+  do { try p.run() } catch { return "unavailable" }
+  let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+  p.waitUntilExit()
+  return out.split(separator: " ").first.map(String.init) ?? "unavailable"
+}
+
+func gitCommit() -> String {
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+  var parts = "\(#filePath)".split(separator: "/", omittingEmptySubsequences: false)
+  parts.removeLast(3)
+  p.arguments = ["-C", parts.joined(separator: "/"), "rev-parse", "HEAD"]
+  let pipe = Pipe()
+  p.standardOutput = pipe
+  p.standardError = FileHandle.nullDevice
+  do { try p.run() } catch { return "unknown" }
+  let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+  p.waitUntilExit()
+  return p.terminationStatus == 0 ? out : "unknown"
+}
+
+func cpuField(_ name: String) -> String {
+  guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return "unknown" }
+  for line in text.split(separator: "\n") where line.hasPrefix(name) {
+    return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+  }
+  return "unknown"
+}

@@ -1,0 +1,227 @@
+// Trainer.swift — the RL loop of paper §6, one global step at a time:
+//   sample B×G responses (sampler: log μ_old, experts) → reward plugin(s) → baseline plugin →
+//   π_old pass (training engine: log π_old, entropy, experts) → N mini-batch updates, each:
+//   forward at θ (routing replay none | R2 | R3) → objective plugin (loss, ∂loss/∂logp) →
+//   backward → AdamW → the updated weights become the sampler's → metrics, eval, checkpoint.
+// Everything random is keyed by (seed, step, prompt, sample): a resumed run continues
+// exactly, and the same seed gives the same metrics bit for bit (timing keys aside).
+import Foundation
+import KeelModel
+import KeelPluginHost
+import KeelTasks
+
+/// Set by SIGINT/SIGTERM; the loop finishes the current step, checkpoints and exits.
+nonisolated(unsafe) public var keelStopRequested: Int32 = 0
+
+public struct TrainerError: Error, CustomStringConvertible {
+  public let message: String
+  public var description: String { message }
+}
+
+public final class Trainer {
+  public let config: ResolvedConfig
+  public let run: RunDirectory
+  let log: (String) -> Void
+  let quiet: Bool
+  let tokenizer = CharTokenizer()
+  let dataset: Dataset
+  let modelConfig: ModelConfig
+  public private(set) var policy: Policy!
+  var reference: TrainingEngine?
+  var plugins: PluginSet!
+  public private(set) var step = 0
+  public private(set) var coldStartEval: EvalResult?
+  var evalHistory: [(step: Int, greedy: Double, sampled: Double, trainSeconds: Double)] = []
+  var trainSeconds = 0.0
+  var metricsWriter: JSONLWriter!
+  var tensorboard: TensorBoardWriter?
+
+  var seed: UInt64 { UInt64(config.int("seed")) }
+  var B: Int { config.int("rollout.prompts") }
+  var G: Int { config.int("rollout.group_size") }
+
+  public init(config: ResolvedConfig, run: RunDirectory, quiet: Bool = false, log: @escaping (String) -> Void) throws {
+    self.config = config
+    self.run = run
+    self.quiet = quiet
+    self.log = log
+    let taskName = config.string("task.name")
+    let terms = config.int("task.terms")
+    if taskName.hasSuffix(".jsonl") {
+      dataset = try Dataset(jsonl: taskName, evalCount: config.int("task.eval_size"))
+    } else {
+      let gen = try TaskRegistry.make(taskName, digits: config.int("task.digits"), terms: terms > 0 ? terms : nil)
+      dataset = Dataset(task: gen, seed: UInt64(config.int("seed")), evalCount: config.int("task.eval_size"))
+    }
+    modelConfig = try ModelPreset.config(config.string("model.preset"), vocab: tokenizer.vocabSize)
+    try validate()
+  }
+
+  func validate() throws {
+    func bad(_ m: String) -> TrainerError { TrainerError(message: m) }
+    if B % config.int("train.minibatches") != 0 {
+      throw bad("train.minibatches (\(config.int("train.minibatches"))) must divide rollout.prompts (\(B)): mini-batches keep groups whole")
+    }
+    for k in ["rollout.prompts", "rollout.group_size", "sampler.max_tokens", "eval.every", "eval.samples", "checkpoint.every", "train.micro_batch", "train.threads"] where config.int(k) < 1 {
+      throw bad("\(k) must be at least 1")
+    }
+    if config.float("sampler.temperature") <= 0 { throw bad("sampler.temperature must be > 0 (log-probs are at that temperature)") }
+    if config.string("train.routing_replay") != "none" && !modelConfig.isMoE {
+      throw bad("train.routing_replay \(config.string("train.routing_replay")) needs an MoE policy (model.preset moe or tiny)")
+    }
+  }
+
+  // MARK: set-up
+
+  /// Load the plugins, the cold start (or the checkpoint to resume from) and the engines.
+  public func prepare(resumeFrom checkpoint: String?) throws {
+    plugins = try PluginSet(config: config, discovery: .standard(), log: log)
+    let precision = SamplerPrecision(rawValue: config.string("sampler.precision"))!
+    let threads = config.int("train.threads")
+    let coldDir = try coldStartDirectory()
+    if let checkpoint {
+      let (store, opt) = try Checkpoint.load(directory: checkpoint, optimizer: true)
+      policy = Policy(store: store, precision: precision, threads: threads, optimizer: opt)
+      let state = try RunState.load(directory: checkpoint)
+      step = state.step
+      trainSeconds = state.trainSeconds
+      coldStartEval = state.coldStartEval
+      evalHistory = state.evalHistory.map { ($0.step, $0.greedy, $0.sampled, $0.trainSeconds) }
+      try plugins.loadStates(directory: checkpoint)
+    } else if let coldDir {
+      let (store, _) = try Checkpoint.load(directory: coldDir)
+      policy = Policy(store: store, precision: precision, threads: threads)
+    } else {
+      policy = Policy(store: ParameterStore(config: modelConfig, seed: seed), precision: precision, threads: threads)
+    }
+    guard policy.store.layout.config == modelConfig || checkpoint != nil || coldDir != nil else {
+      throw TrainerError(message: "the starting checkpoint's config does not match model.preset")
+    }
+    if config.bool("train.kl_ref") {
+      let refStore = coldDir.map { try? Checkpoint.load(directory: $0).0 } ?? nil
+      reference = TrainingEngine(store: refStore ?? policy.store.copy(), compute: policy.engine.compute)
+    }
+    metricsWriter = try JSONLWriter(path: run.path + "/metrics.jsonl", truncateToStepAtMost: checkpoint != nil ? step : nil)
+    if config.bool("log.tensorboard") { tensorboard = try TensorBoardWriter(directory: run.path + "/tensorboard") }
+    try run.writeProvenance(config: config, plugins: plugins, policy: policy, coldStart: coldDir)
+  }
+
+  func coldStartDirectory() throws -> String? {
+    let value = config.string("coldstart.checkpoint")
+    switch value {
+    case "none": return nil
+    case "auto":
+      guard let gen = dataset.split?.generator else {
+        throw TrainerError(message: "coldstart.checkpoint auto needs a procedural task; for a JSONL dataset give a checkpoint directory or none")
+      }
+      let teacherName = config.string("coldstart.teacher")
+      let s = ColdStartSettings(task: gen, taskSeed: seed, model: modelConfig, teacher: Teacher.named(teacherName)!,
+                                teacherName: teacherName, targetAccuracy: config.float("coldstart.target_accuracy"),
+                                maxSteps: config.int("coldstart.max_steps"), lr: Float(config.float("coldstart.lr")),
+                                batch: config.int("coldstart.batch"), seed: seed, threads: config.int("train.threads"),
+                                maxTokens: config.int("sampler.max_tokens"))
+      let (dir, made) = try ColdStart.cached(s, log: quiet ? { _ in } : log)
+      if let made { log(String(format: "cold start: %d steps, validation greedy accuracy %.3f, %.1f s", made.steps, made.validationAccuracy, made.seconds)) }
+      return dir
+    default:
+      guard FileManager.default.fileExists(atPath: value + "/config.json") else {
+        throw TrainerError(message: "coldstart.checkpoint '\(value)' is not a checkpoint directory (no config.json); use auto, none or a directory written by keel")
+      }
+      return value
+    }
+  }
+
+  // MARK: the loop
+
+  public func train(steps: Int) throws -> Summary {
+    let evalEvery = config.int("eval.every")
+    if step == 0 && coldStartEval == nil {
+      let (e, dt) = try timed { try evaluate() }
+      coldStartEval = e
+      evalHistory.append((0, e.greedyAccuracy, e.accuracy, 0))
+      write(["eval_accuracy": e.accuracy, "eval_accuracy_greedy": e.greedyAccuracy, "time_eval": dt, "seconds": 0], step: 0)
+      progress("step 0 (cold start): eval \(pct(e.accuracy)), greedy \(pct(e.greedyAccuracy))", final: true)
+    }
+    var stoppedBySignal = false
+    let start = Date()
+    while step < steps {
+      var m = try globalStep(step + 1)
+      step += 1
+      trainSeconds += m["seconds"]!
+      if step % evalEvery == 0 || step == steps {
+        let (e, dt) = try timed { try evaluate() }
+        m["eval_accuracy"] = e.accuracy
+        m["eval_accuracy_greedy"] = e.greedyAccuracy
+        m["time_eval"] = dt
+        evalHistory.append((step, e.greedyAccuracy, e.accuracy, trainSeconds))
+      }
+      write(m, step: step)
+      let eta = Date().timeIntervalSince(start) / Double(step) * Double(steps - step)
+      progress(String(format: "step %d/%d  reward %.3f  acc %.3f", step, steps, m["reward_mean"]!, m["accuracy"]!)
+               + (m["eval_accuracy_greedy"].map { String(format: "  eval %.3f greedy %.3f", m["eval_accuracy"]!, $0) } ?? "")
+               + String(format: "  ETA %.0fs", eta), final: m["eval_accuracy_greedy"] != nil)
+      if step % config.int("checkpoint.every") == 0 || step == steps { try checkpoint() }
+      if keelStopRequested != 0 {
+        if step % config.int("checkpoint.every") != 0 && step != steps { try checkpoint() }
+        stoppedBySignal = true
+        log("stopped by signal after step \(step); checkpoint written; resume with --resume \(run.path)")
+        break
+      }
+    }
+    let summary = makeSummary(stoppedBySignal: stoppedBySignal)
+    try run.writeSummary(summary)
+    return summary
+  }
+
+  func write(_ m: Metrics, step: Int) {
+    metricsWriter.write(m, step: step)
+    tensorboard?.write(m, step: step)
+  }
+
+  func progress(_ line: String, final: Bool) {
+    guard !quiet else { return }
+    FileHandle.standardError.write(Data(("\r\u{1B}[K" + line + (final ? "\n" : "")).utf8))
+  }
+
+  func pct(_ x: Double) -> String { String(format: "%.1f%%", 100 * x) }
+
+  func timed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    let r = try body()
+    return (r, Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+  }
+
+  func evaluate() throws -> EvalResult {
+    try Evaluator.run(policy, problems: dataset.eval, tokenizer: tokenizer, samples: config.int("eval.samples"),
+                      temperature: Float(config.float("sampler.temperature")), maxTokens: config.int("sampler.max_tokens"),
+                      marker: dataset.answerMarker, seed: seed)
+  }
+
+  func learningRate(_ step: Int) -> Float {
+    let base = config.float("train.lr"), warm = config.int("train.warmup_steps"), total = max(config.int("steps"), 1)
+    var lr = base
+    if config.string("train.schedule") == "cosine" {
+      lr = base * (0.1 + 0.9 * 0.5 * (1 + cos(Double.pi * Double(min(step, total)) / Double(total))))
+    }
+    if warm > 0 && step <= warm { lr *= Double(step) / Double(warm) }
+    return Float(lr)
+  }
+
+  func checkpoint() throws {
+    try run.saveCheckpoint(step: step, policy: policy, plugins: plugins,
+                           state: RunState(step: step, trainSeconds: trainSeconds, coldStartEval: coldStartEval,
+                                           evalHistory: evalHistory.map { .init(step: $0.step, greedy: $0.greedy, sampled: $0.sampled, trainSeconds: $0.trainSeconds) }))
+  }
+
+  func makeSummary(stoppedBySignal: Bool) -> Summary {
+    let cold = coldStartEval?.greedyAccuracy ?? 0
+    let reached = evalHistory.first { $0.step > 0 && $0.greedy >= cold + 0.25 }
+    var held = false
+    for (a, b) in zip(evalHistory, evalHistory.dropFirst()) where a.step > 0 && a.greedy >= cold + 0.25 && b.greedy >= cold + 0.25 { held = true }
+    return Summary(steps: step, coldStartGreedy: cold, coldStartSampled: coldStartEval?.accuracy ?? 0,
+                   finalGreedy: evalHistory.last?.greedy ?? 0, finalSampled: evalHistory.last?.sampled ?? 0,
+                   bestGreedy: evalHistory.map(\.greedy).max() ?? 0, targetStep: reached?.step,
+                   targetTrainSeconds: reached?.trainSeconds, targetHeldTwice: held, trainSeconds: trainSeconds,
+                   stoppedBySignal: stoppedBySignal)
+  }
+}

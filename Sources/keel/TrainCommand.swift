@@ -1,0 +1,95 @@
+// TrainCommand.swift — `keel train`: the main job. Config = built-in defaults ← --preset ←
+// --config FILE ← --set key=value ← the dedicated flags; every key is validated.
+//   keel train                          # defaults: MoE policy, MiniRL, exact-match, group-mean, bf16 sampler
+//   keel train --preset test --steps 5 --out /tmp/run
+//   keel train --objective ./libmine.so --set objective.params.eps_high=0.3
+//   keel train --resume runs/x --steps 200
+import ArgumentParser
+import Foundation
+import KeelRL
+
+struct TrainCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "train", abstract: "Cold-start if needed, then train the policy with RL.")
+
+  @Option(help: "YAML config file.") var config: String?
+  @Option(name: .customLong("set"), help: "Override a config key: --set train.lr=1e-4 (repeatable).") var sets: [String] = []
+  @Option(help: "Run until this step (overrides `steps`).") var steps: Int?
+  @Option(help: "Run directory (default: runs/train-<seed>-<time>).") var out: String?
+  @Option(help: "Seed.") var seed: Int?
+  @Option(help: "Objective plugin: a name or a path to a .so.") var objective: String?
+  @Option(help: "Reward plugin: a name or a path to a .so.") var reward: String?
+  @Option(help: "Baseline plugin: a name or a path to a .so.") var baseline: String?
+  @Option(help: "Starting values: default | test (tiny, seconds).") var preset: String?
+  @Option(help: "Continue the run in this directory from its latest checkpoint.") var resume: String?
+  @Flag(help: "Also write TensorBoard event files.") var tensorboard = false
+  @Flag(help: "No progress line.") var quiet = false
+  @Flag(name: .customLong("help-config"), help: "Print every config key with its default and doc.") var helpConfig = false
+
+  func run() throws {
+    if helpConfig {
+      for k in ConfigSchema.keys { print("\(k.key) (\(k.kind.rawValue), default \(k.defaultValue)): \(k.doc)") }
+      return
+    }
+    installStopHandlers()
+    do {
+      try train()
+    } catch let e as ExitCode {
+      throw e
+    } catch {
+      FileHandle.standardError.write(Data("\nerror: \(error)\n".utf8))
+      throw ExitCode(1)
+    }
+  }
+
+  func train() throws {
+    var file: [String: String] = [:]
+    var runPath: String
+    var checkpoint: String? = nil
+    if let resume {
+      let run = try RunDirectory(path: resume, create: false)
+      guard let text = try? String(contentsOfFile: resume + "/config.yaml", encoding: .utf8) else {
+        throw ValidationError("--resume \(resume): no config.yaml there (not a keel run directory)")
+      }
+      file = try ConfigSchema.flatten(yaml: text, source: resume + "/config.yaml")
+      guard let latest = run.latestCheckpoint else { throw ValidationError("--resume \(resume): no complete checkpoint in \(resume)/checkpoints") }
+      checkpoint = latest
+      runPath = resume
+    } else {
+      if let config {
+        guard let text = try? String(contentsOfFile: config, encoding: .utf8) else { throw ValidationError("cannot read --config \(config)") }
+        file = try ConfigSchema.flatten(yaml: text, source: config)
+      }
+      runPath = ""
+    }
+    var overrides = try ConfigSchema.parseOverrides(sets)
+    if let steps { overrides["steps"] = String(steps) }
+    if let seed { overrides["seed"] = String(seed) }
+    if let objective { overrides["objective.name"] = objective }
+    if let reward { overrides["reward.name"] = reward }
+    if let baseline { overrides["baseline.name"] = baseline }
+    if let preset { overrides["preset"] = preset }
+    if tensorboard { overrides["log.tensorboard"] = "true" }
+    let resolved = try ConfigSchema.resolve(file: file, overrides: overrides)
+    if resume == nil {
+      runPath = out ?? "runs/train-\(resolved.int("seed"))-\(Int(Date().timeIntervalSince1970))"
+    }
+    let run = try RunDirectory(path: runPath, create: true)
+    try run.writeConfig(resolved)
+    let log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    let trainer = try Trainer(config: resolved, run: run, quiet: quiet, log: log)
+    try trainer.prepare(resumeFrom: checkpoint)
+    let summary = try trainer.train(steps: resolved.int("steps"))
+    print(String(format: "run %@: %d steps, %.1f s of training; greedy eval accuracy %.1f%% → %.1f%% (best %.1f%%)",
+                 runPath, summary.steps, summary.trainSeconds, 100 * summary.coldStartGreedy, 100 * summary.finalGreedy, 100 * summary.bestGreedy))
+    if let s = summary.targetStep, let t = summary.targetTrainSeconds {
+      print(String(format: "time_to_target (+25 points greedy): step %d, %.1f s of training%@", s, t, summary.targetHeldTwice ? ", held at two consecutive evaluations" : ""))
+    }
+  }
+}
+
+/// SIGINT/SIGTERM: finish the current step, checkpoint, exit cleanly.
+func installStopHandlers() {
+  let handler: @convention(c) (Int32) -> Void = { _ in keelStopRequested = 1 }
+  signal(SIGINT, handler)
+  signal(SIGTERM, handler)
+}
