@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/run.sh — the main job on the built-in defaults: install what is missing, build keel
-# in release mode, list the plugins and validate every built-in plugin and every template.
-#   bash scripts/run.sh
+# in release mode, validate every built-in plugin and every template, then `keel train` on the
+# defaults (cold start made and cached on first use, then MiniRL on 2-digit addition).
+#   bash scripts/run.sh            (run directory: runs/default-<time>)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -22,3 +23,6 @@ for t in templates/*/*/; do
   make -s -C "$work/$name" >/dev/null
   $keel plugins check "$work/$name/lib$name.so"
 done
+
+# The main job: keel train on the built-in defaults.
+$keel train --out "runs/default-$(date +%s)" --quiet

@@ -22,6 +22,17 @@ public struct Response: Sendable {
   public var truncated: Bool
   public var text: String
   public var correct: Bool = false
+
+  public init(group: Int, prompt: [Int32], tokens: [Int32], logpRollout: [Float], samplerRouting: [[Int32]],
+              truncated: Bool, text: String) {
+    self.group = group
+    self.prompt = prompt
+    self.tokens = tokens
+    self.logpRollout = logpRollout
+    self.samplerRouting = samplerRouting
+    self.truncated = truncated
+    self.text = text
+  }
 }
 
 public struct RolloutBuffer: Sendable {

@@ -289,8 +289,11 @@ func checkRMSNorm(R: Int, C: Int, file: StaticString = #filePath, line: UInt = #
         kk_rmsnorm_forward(&y, nil, x, w, Int64(R), Int64(C), eps)
         return weightedSum(dout, y)
     }
-    checkGradient("rmsnorm din R\(R) C\(C)", at: x, analytic: dx, atol: 2e-4, file: file, line: line) { loss($0, w) }
-    checkGradient("rmsnorm dweight R\(R) C\(C)", at: w, analytic: dw, atol: 2e-4, file: file, line: line) { loss(x, $0) }
+    // perturbing one input moves the C outputs of its row: float noise ~1.2e-7·√C / 2h
+    checkGradient("rmsnorm din R\(R) C\(C)", at: x, analytic: dx, atol: 1e-4 + 2e-5 * Double(C).squareRoot(),
+                  file: file, line: line) { loss($0, w) }
+    checkGradient("rmsnorm dweight R\(R) C\(C)", at: w, analytic: dw, atol: 1e-4 + 2e-5 * Double(R * C).squareRoot(),
+                  file: file, line: line) { loss(x, $0) }
 }
 
 final class RMSNormTests: XCTestCase {

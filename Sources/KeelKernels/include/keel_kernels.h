@@ -51,9 +51,11 @@ extern "C" {
  *        input grad   dIn[M,K] += dOut[M,N] · W[N,K]    (a_row_stride=N, a_col_stride=1)
  *        weight grad  dW[N,K]  += dOut^T · in           (A = dOut read transposed:
  *                                  M=N_out rows, P=tokens, a_row_stride=1, a_col_stride=N_out)
- * Large M packs A and B into a per-thread buffer (about 0.7 MB, allocated on first use by
- * each thread, freed at thread exit); M < 16 reads A and B in place. P == 0 writes zeros
- * (or leaves C unchanged when accumulating). C must not overlap A or B. */
+ * Products whose B (P·N floats) is over 512 KB, or whose A is over 512 KB with N > 64, pack
+ * A and B into a per-thread buffer (656 KB, allocated on a thread's first such call, freed
+ * at thread exit); the rest (e.g. every M < 16 decode step) read A and B in place. Either
+ * way the bits are the same. P == 0 writes zeros (or leaves C unchanged when accumulating).
+ * C must not overlap A or B. */
 void kk_gemm(float *C, const float *A, const float *B, int64_t M, int64_t N, int64_t P,
              int64_t a_row_stride, int64_t a_col_stride, int64_t ldb, int64_t ldc,
              int accumulate);
@@ -100,7 +102,8 @@ void kk_rope_backward_table(float *dx, const int32_t *positions, const float *co
  *   out (H,D), lse (H) (may be NULL), q (H,D); key j of kv head g is at
  *   k + j*kv_row_stride + g*D (likewise v). Query head h uses kv head h / (H/KV).
  *   s_j = scale · dot(q_h, k_j)        (dot in the kk sum order over D)
- *   m = max_j s_j; e_j = exp(s_j − m)  (kk exp, see softmax.c)
+ *   m = max_j s_j (a −0 max reads +0); e_j = exp(s_j − m) with the kk exp (≤ 1 ulp; results
+ *   below 2^-126 flush to 0)
  *   l = Σ_j e_j                        (scalar, sequential j = 0, 1, …)
  *   out_h[d] = (Σ_j e_j · v_j[d]) / l  (one FMA chain per d, sequential j)
  *   lse_h = m + logf(l)
@@ -128,7 +131,8 @@ void kk_swiglu_backward(float *dgate, float *dup, const float *dout, const float
 
 /* ---- softmax.c --------------------------------------------------------------------------
  * Row r over V logits, temperature as its inverse: s_j = logits[j] · inv_temperature,
- *   m = max_j s_j, Z = Σ_j exp(s_j − m) (kk sum order), lse = m + logf(Z),
+ *   m = max_j s_j, Z = Σ_j exp(s_j − m) (one 8-lane accumulator, lane l takes j ≡ l mod 8 in
+ *   increasing j, then lanes added as in the kk sum order), lse = m + logf(Z),
  *   logp[r] = s_target − lse,  entropy[r] = logf(Z) − Σ_j e_j·(s_j − m) / Z.
  * entropy may be NULL; lse (R) is saved for the backward. All three log-prob entry points
  * share one row routine: the same row gives the same bits in each. */
@@ -161,7 +165,9 @@ void kk_router_backward(float *dlogits, const float *dgates, const float *probs,
 /* Load-balancing loss, Switch / HF Qwen3-MoE style, over the R rows of this call:
  *   loss = coef · E · Σ_e f_e · P_e,  f_e = (number of slots routed to e) / R  (Σ_e f_e = k,
  *   as HF's load_balancing_loss_func), P_e = Σ_r probs[r,e] / R.
- * f is a constant; if dlogits != NULL it accumulates ∂loss/∂router_logits. Returns loss. */
+ * f is a constant; if dlogits != NULL it accumulates ∂loss/∂router_logits. Returns loss.
+ * f and P are batch statistics: call it once over all rows of the batch (for one layer, or
+ * over the rows of all layers stacked as HF does), not per thread's row range. E ≤ 1024. */
 float kk_router_aux_loss(float *dlogits, const float *probs, const int32_t *experts,
                          int64_t R, int E, int k, float coef);
 
