@@ -118,7 +118,11 @@ extension Trainer {
     let names = plugins.objective.metricNames
     var sums: Metrics = [:]
     var applied = 0
+    var diagnostics: [Metrics] = []
+    let monitor = config.bool("diagnostics.enabled")
+    var monitorSeconds = 0.0
     for (mIndex, mb) in buffer.minibatches(N, seed: seed, step: step).enumerated() {
+      var monitored: [ResponseLogProbs] = []
       policy.engine.zeroGrads()
       let totalSeq = Double(mb.count)
       let totalTok = Double(mb.reduce(0) { $0 + buffer.responses[$1].tokens.count })
@@ -151,6 +155,13 @@ extension Trainer {
         }
         ob.seqOffsets = offsets
         ob.logpRef = reference != nil ? ref : nil
+        if monitor {
+          for (j, i) in chunk.enumerated() {
+            let lo = Int(offsets[j]), hi = Int(offsets[j + 1])
+            monitored.append(ResponseLogProbs(logp: Array(out.logp[lo..<hi]), logpOld: buffer.responses[i].logpOld,
+                                              logpRollout: buffer.responses[i].logpRollout))
+          }
+        }
         let result: ObjectiveResult
         do {
           result = try plugins.objective.compute(ob)
@@ -174,6 +185,11 @@ extension Trainer {
         }
         tokensSeen += tokensHere
         policy.engine.backward(out.saved!, dlogp: result.gradLogp, auxLossCoef: Float(config.float("train.aux_loss_coef")))
+      }
+      if monitor {
+        let (d, dt) = timed { Diagnostics.compute(monitored, threshold: config.float("diagnostics.threshold")) }
+        diagnostics.append(d)
+        monitorSeconds += dt
       }
       if loss.isNaN { continue }
       let gradNorm = AdamW.norm(policy.engine.grads)
@@ -202,6 +218,10 @@ extension Trainer {
     for key in ["loss", "grad_norm", "masked_fraction_low", "masked_fraction_high", "is_weight_mean"] where out[key] == nil { out[key] = 0 }
     if out["is_weight_mean"] == 0 && !names.contains("is_weight_mean") { out["is_weight_mean"] = 1 }
     out["updates_applied"] = Double(applied)
+    if monitor {
+      for (k, v) in Diagnostics.perStep(diagnostics) { out[k] = v }
+      out["time_diagnostics"] = monitorSeconds
+    }
     return out
   }
 }
