@@ -10,7 +10,8 @@ struct Keel: ParsableCommand {
     commandName: "keel",
     abstract: "Stable reinforcement learning for language-model policies, with plugin objectives, rewards and baselines.",
     version: "keel \(KeelVersion.string) (plugin ABI \(KeelVersion.abi))",
-    subcommands: [TrainCommand.self, SftCommand.self, EvalCommand.self, PluginsCommand.self, NewPluginCommand.self, BenchCommand.self])
+    subcommands: [TrainCommand.self, SftCommand.self, EvalCommand.self, CompareCommand.self, ExperimentCommand.self,
+                  PluginsCommand.self, NewPluginCommand.self, BenchCommand.self])
 
   static func main() {
     BLASEnvironment.ensureCoreType()

@@ -86,13 +86,15 @@ final class CLITests: XCTestCase {
 
   func testNewPluginScaffoldBuildsAndPassesCheck() throws {
     let work = TestSupport.tempDir("keel-new")
-    for (lang, kind) in [("c", "objective"), ("c", "reward"), ("c", "baseline"), ("swift", "objective")] {
+    var langs = [("c", "objective"), ("c", "reward"), ("c", "baseline"), ("swift", "objective")]
+    if TestSupport.which("cargo") != nil { langs.append(("rust", "objective")) } else { print("cargo absent: the Rust scaffold is not tested") }
+    for (lang, kind) in langs {
       let name = "my-\(lang)-\(kind)"
       let out = try keel(["new-plugin", "--kind", kind, "--lang", lang, name], cwd: work)
       XCTAssertEqual(out.status, 0, out.stdout)
       XCTAssertTrue(out.stdout.hasPrefix("created \(kind) plugin '\(name)' (\(lang)) in \(name):\n"), out.stdout)
       // The Makefile calls this keel for the include directory: no flags needed.
-      let make = try TestSupport.run("/usr/bin/make", ["-C", work + "/" + name])
+      let make = try TestSupport.run("/usr/bin/make", ["-C", work + "/" + name, "CARGO=\(TestSupport.which("cargo") ?? "cargo")"])
       XCTAssertEqual(make.status, 0, make.stdout)
       let lib = "\(work)/\(name)/lib\(name).so"
       let check = try keel(["plugins", "check", lib])

@@ -13,7 +13,7 @@ final class TemplateTests: XCTestCase {
     for f in try FileManager.default.contentsOfDirectory(atPath: src) {
       try FileManager.default.copyItem(atPath: src + "/" + f, toPath: dir + "/" + f)
     }
-    let r = try TestSupport.run("/usr/bin/make", ["-C", dir, "KEEL_INCLUDE=\(TestSupport.includeDir)"])
+    let r = try TestSupport.run("/usr/bin/make", ["-C", dir, "KEEL_INCLUDE=\(TestSupport.includeDir)", "CARGO=\(TestSupport.which("cargo") ?? "cargo")"])
     XCTAssertEqual(r.status, 0, r.stdout)
     return dir + "/libkeel-template-\(kind).so"
   }
@@ -56,6 +56,15 @@ final class TemplateTests: XCTestCase {
     try checkAll(path, kind: .objective)
     let inst = try ObjectiveInstance(library: try PluginLibrary.load(path: path), settings: ["cap": .float(2)])
     // weight min(e^(−1−(−3)), 2) = 2 on token 0; e^0 = 1 on token 1; S = 1
+    let r = try inst.compute(ObjectiveBatch(responses: [(0, 1, [-1, -2], [-1, -2], [-3, -2], [1, 1])]))
+    XCTAssertEqual(r.gradLogp, [-2, -1])
+  }
+
+  func testRustObjectiveTemplate() throws {
+    guard TestSupport.which("cargo") != nil else { throw XCTSkip("cargo is not installed: the Rust template is not tested here") }
+    let path = try buildTemplate("rust", "objective")
+    try checkAll(path, kind: .objective)
+    let inst = try ObjectiveInstance(library: try PluginLibrary.load(path: path), settings: ["cap": .float(2)])
     let r = try inst.compute(ObjectiveBatch(responses: [(0, 1, [-1, -2], [-1, -2], [-3, -2], [1, 1])]))
     XCTAssertEqual(r.gradLogp, [-2, -1])
   }

@@ -180,3 +180,13 @@ final class RoutingReplayTests: XCTestCase {
     XCTAssertEqual(r2.logp, natural.logp)
   }
 }
+
+final class ConfigDocTests: XCTestCase {
+  /// docs/config.md is generated from the schema; this keeps it true (regenerate it when a key changes).
+  func testConfigReferenceListsEveryKeyWithItsDefault() throws {
+    let doc = try String(contentsOfFile: TestSupport.root + "/docs/config.md", encoding: .utf8)
+    for k in ConfigSchema.keys {
+      XCTAssertTrue(doc.contains("| `\(k.key)` | \(k.kind.rawValue) | `\(k.defaultValue)` |"), "docs/config.md: \(k.key) missing or its default is not \(k.defaultValue)")
+    }
+  }
+}

@@ -50,6 +50,12 @@ public enum TestSupport {
                   stdout: String(decoding: data, as: UTF8.self))
   }
 
+  /// A program on PATH (or in ~/.cargo/bin), or nil.
+  public static func which(_ name: String) -> String? {
+    let path = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init) + [NSHomeDirectory() + "/.cargo/bin"]
+    return path.map { $0 + "/" + name }.first { FileManager.default.isExecutableFile(atPath: $0) }
+  }
+
   /// Compile C sources into a shared library with cc (as a plugin author would).
   public static func compileLibrary(_ sources: [String], into dir: String? = nil, name: String) throws -> String {
     let out = (dir ?? tempDir("keel-fixture")) + "/" + name

@@ -1,0 +1,100 @@
+// CompareTests.swift — `keel compare` end to end with the real binary at tiny scale: the
+// report's numbers equal the runs' own metrics.jsonl; identical arms with the same seed give
+// identical curves; a NaN arm and a segfaulting arm are marked failed while the others
+// complete; re-running skips completed arms. Plus the collapse detector on constructed
+// histories.
+import Foundation
+import KeelRL
+import KeelTestSupport
+import XCTest
+
+final class CompareTests: XCTestCase {
+  let env = ["KEEL_CACHE": NSTemporaryDirectory() + "keel-test-cache", "KEEL_PLUGIN_PATH": ""]
+
+  func compare(_ args: [String], out: String) throws -> TestSupport.Output {
+    try TestSupport.run(TestSupport.keel, ["compare", "--out", out, "--set", "preset=test", "--set", "steps=4", "--set", "eval.every=2"] + args,
+                        environment: env)
+  }
+
+  func rows(_ dir: String) throws -> [[String: Any]] {
+    try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map {
+      try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+    }
+  }
+
+  func testReportMatchesTheRunsAndIdenticalArmsAreIdentical() throws {
+    let out = TestSupport.tempDir("keel-cmp")
+    let r = try compare(["--arm", "name=a,objective=minirl", "--arm", "name=b,objective=minirl",
+                         "--arm", "name=r,objective=reinforce", "--seeds", "1,2"], out: out)
+    XCTAssertEqual(r.status, 0, r.stdout)
+    // identical arms, same seed → identical curves (timing keys aside)
+    for seed in [1, 2] {
+      let a = try rows(out + "/runs/a/seed-\(seed)").map { NSDictionary(dictionary: $0.filter { !timingKeys.contains($0.key) }) }
+      let b = try rows(out + "/runs/b/seed-\(seed)").map { NSDictionary(dictionary: $0.filter { !timingKeys.contains($0.key) }) }
+      XCTAssertEqual(a, b)
+    }
+    // the report's final eval = mean over seeds of each run's last eval_accuracy
+    for arm in ["a", "r"] {
+      let finals = try [1, 2].map { s in try rows(out + "/runs/\(arm)/seed-\(s)").compactMap { $0["eval_accuracy"] as? Double }.last! }
+      let mean = finals.reduce(0, +) / 2
+      let std = (finals.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 1).squareRoot()
+      let report = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
+      XCTAssertTrue(report.contains("| \(arm) | \(String(format: "%.3f", mean)) ± \(String(format: "%.3f", std)) |"), report)
+      let peak = try [1, 2].flatMap { s in try rows(out + "/runs/\(arm)/seed-\(s)").filter { ($0["step"] as! Int) > 0 }.compactMap { $0["mismatch_kl"] as? Double } }.max()!
+      XCTAssertTrue(report.contains(String(format: "%.5f", peak)), "peak mismatch KL \(peak) in:\n\(report)")
+    }
+    for svg in ["reward_mean", "eval_accuracy", "entropy", "mismatch_kl", "masked_fraction", "fo_residual_mean"] {
+      let text = try String(contentsOfFile: out + "/\(svg).svg", encoding: .utf8)
+      XCTAssertTrue(text.hasPrefix("<svg") && text.contains("<polyline"), svg)
+    }
+    let html = try String(contentsOfFile: out + "/report.html", encoding: .utf8)
+    XCTAssertTrue(html.contains("<svg") && html.contains("Provenance"))
+    // re-running skips what is complete
+    let again = try compare(["--arm", "name=a,objective=minirl", "--seeds", "1"], out: out)
+    XCTAssertTrue(again.stdout.contains("a seed 1: already complete, skipped"), again.stdout)
+  }
+
+  func testBrokenAndCrashingArmsFailAloneAndTheOthersComplete() throws {
+    let out = TestSupport.tempDir("keel-cmp-fail")
+    let nan = try TestSupport.fixture("nan_output.c"), crash = try TestSupport.fixture("segfault.c")
+    let r = try compare(["--arm", "name=good,objective=minirl", "--arm", "name=nan,objective=\(nan)",
+                         "--arm", "name=crash,objective=\(crash)", "--seeds", "1"], out: out)
+    XCTAssertEqual(r.status, 0, r.stdout)
+    XCTAssertTrue(r.stdout.contains("good seed 1: completed"), r.stdout)
+    XCTAssertTrue(r.stdout.contains("nan seed 1: failed"), r.stdout)
+    XCTAssertTrue(r.stdout.contains("crash seed 1: crashed (signal 11)"), r.stdout)
+    let report = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
+    XCTAssertTrue(report.contains("seed 1: crashed (signal 11)"), report)
+    XCTAssertTrue(report.contains("fixture-nan"), "the NaN arm's failure names the plugin:\n\(report)")
+    XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/runs/good/seed-1/summary.json"))
+  }
+
+  func testCollapseDetectorOnConstructedHistories() {
+    let d = CollapseDetector()
+    // a collapse: accuracy climbs then falls, entropy drops sharply, reward falls
+    var entropy: [Double] = [], reward: [Double] = []
+    for i in 0..<50 {
+      let t = Double(i)
+      entropy.append(i < 25 ? 0.8 : 0.8 * exp(-(t - 25) / 5))
+      reward.append(i < 25 ? 0.2 + t / 100 : max(0, 0.45 - (t - 25) / 40))
+    }
+    let collapse = d.judge(evals: [0.2, 0.35, 0.45, 0.3, 0.1, 0.05], entropy: entropy, reward: reward)
+    XCTAssertTrue(collapse.collapsed, collapse.reason)
+    // noisy but healthy: wobbles ±0.04 around a rising level
+    var noisyEntropy: [Double] = [], noisyReward: [Double] = []
+    for i in 0..<50 {
+      let t = Double(i)
+      noisyEntropy.append(0.7 + 0.05 * sin(t))
+      noisyReward.append(0.2 + t / 400 + 0.05 * sin(t * 1.7))
+    }
+    let noisy = d.judge(evals: [0.2, 0.28, 0.25, 0.33, 0.3, 0.36, 0.33], entropy: noisyEntropy, reward: noisyReward)
+    XCTAssertFalse(noisy.collapsed, noisy.reason)
+    // a slow learner: flat and low
+    let slowReward: [Double] = (0..<50).map { i in 0.05 + Double(i) / 2000 }
+    let slow = d.judge(evals: [0.05, 0.05, 0.06, 0.06, 0.07, 0.07], entropy: Array(repeating: 0.9, count: 50), reward: slowReward)
+    XCTAssertFalse(slow.collapsed, slow.reason)
+    // accuracy fell but the policy did not degenerate: reported, not called a collapse
+    let dip = d.judge(evals: [0.3, 0.5, 0.35, 0.36], entropy: Array(repeating: 0.7, count: 40), reward: Array(repeating: 0.4, count: 40))
+    XCTAssertFalse(dip.collapsed, dip.reason)
+  }
+}
