@@ -56,6 +56,8 @@ public struct SampleResult: Sendable, Equatable {
   public var routing: [[Int32]]
   /// true if generation stopped at maxTokens without a stop token.
   public var truncated: Bool
+  /// Entropy of the full next-token distribution (at the sampling temperature) at each generated token.
+  public var entropy: [Float] = []
 }
 
 public final class Sampler: @unchecked Sendable {
@@ -118,6 +120,18 @@ public final class Sampler: @unchecked Sendable {
   // MARK: generation
 
   public func generate(_ requests: [SampleRequest], params: SamplingParams, seed: UInt64, step: Int) -> [SampleResult] {
+    decode(requests, params: params, seed: seed, step: step, forced: nil)
+  }
+
+  /// Teacher-forced scoring on the inference path: log μ of tokens[t+1] given tokens[..t]
+  /// (t = 0…T-2), the entropy there, and the experts at each position the sampler ran.
+  public func score(_ sequences: [[Int32]], temperature: Float = 1) -> [SampleResult] {
+    let reqs = sequences.enumerated().map { SampleRequest(prompt: [$0.element[0]], promptIndex: $0.offset, sampleIndex: 0) }
+    let params = SamplingParams(temperature: temperature, maxTokens: max(1, sequences.map { $0.count - 1 }.max() ?? 1))
+    return decode(reqs, params: params, seed: 0, step: 0, forced: sequences.map { Array($0.dropFirst()) })
+  }
+
+  func decode(_ requests: [SampleRequest], params: SamplingParams, seed: UInt64, step: Int, forced: [[Int32]]?) -> [SampleResult] {
     let c = config, L = weights.layout
     let C = c.hiddenSize, H = c.numAttentionHeads, KV = c.numKeyValueHeads, D = c.headDim, V = c.vocabSize
     let k = c.isMoE ? c.numExpertsPerTok : 0
@@ -128,7 +142,7 @@ public final class Sampler: @unchecked Sendable {
     precondition(requests.allSatisfy { !$0.prompt.isEmpty }, "every prompt needs at least one token")
     var seqs = requests.map { $0.prompt }
     var results = requests.map { _ in SampleResult(tokens: [], logp: [], routing: Array(repeating: [], count: L.layers.filter(\.isSparse).count), truncated: false) }
-    var done = [Bool](repeating: false, count: B)
+    var done = forced.map { $0.map(\.isEmpty) } ?? [Bool](repeating: false, count: B)
     let kvStride = KV * D
     let cacheK = L.layers.map { _ in FloatBuffer(B * maxLen * kvStride) }
     let cacheV = L.layers.map { _ in FloatBuffer(B * maxLen * kvStride) }
@@ -205,12 +219,22 @@ public final class Sampler: @unchecked Sendable {
       matmul(logits.p, normed.p, L.lmHead, M: S, N: V, K: C)
       let logprobs = FloatBuffer(V)
       for (j, (_, b)) in sampling.enumerated() {
-        let (token, lp) = drawToken(logits.p + j * V, V: V, params: params, scratch: logprobs.p,
-                                    key: hashKey(seed, UInt64(step), UInt64(requests[b].promptIndex), UInt64(requests[b].sampleIndex), UInt64(t)))
+        let token: Int32, lp: Float
+        if let forced {
+          token = forced[b][results[b].tokens.count]
+          _ = kk_logsoftmax_row(logprobs.p, logits.p + j * V, Int64(V), 1 / params.temperature)
+          lp = logprobs[Int(token)]
+        } else {
+          (token, lp) = drawToken(logits.p + j * V, V: V, params: params, scratch: logprobs.p,
+                                  key: hashKey(seed, UInt64(step), UInt64(requests[b].promptIndex), UInt64(requests[b].sampleIndex), UInt64(t)))
+        }
+        results[b].entropy.append(Self.entropy(logits.p + j * V, V: V, inverseTemperature: params.temperature > 0 ? 1 / params.temperature : 1, scratch: logprobs.p))
         seqs[b].append(token)
         results[b].tokens.append(token)
         results[b].logp.append(lp)
-        if params.stopTokens.contains(token) {
+        if let forced {
+          done[b] = results[b].tokens.count == forced[b].count
+        } else if params.stopTokens.contains(token) {
           done[b] = true
         } else if results[b].tokens.count >= params.maxTokens {
           done[b] = true
@@ -257,6 +281,14 @@ public final class Sampler: @unchecked Sendable {
     moeCombine(out.p, Y.p, gates.p, rows: 0..<M, k: k, C: C)
     round(out.p, M * C)
     return experts.array
+  }
+
+  /// Entropy of softmax(logits · invT) (float64 accumulation over the row).
+  static func entropy(_ logits: UnsafePointer<Float>, V: Int, inverseTemperature: Float, scratch: UnsafeMutablePointer<Float>) -> Float {
+    _ = kk_logsoftmax_row(scratch, logits, Int64(V), inverseTemperature)
+    var h = 0.0
+    for j in 0..<V { let l = Double(scratch[j]); h -= exp(l) * l }
+    return Float(h)
   }
 
   /// Draw one token from a row of logits; returns it and its log-prob under the distribution drawn from.

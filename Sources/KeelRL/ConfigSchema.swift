@@ -73,7 +73,7 @@ public enum ConfigSchema {
     k("rollout.prompts", .int, .int(32), "B: prompts per global batch"),
     k("rollout.group_size", .int, .int(8), "G: responses per prompt"),
     k("train.minibatches", .int, .int(1), "N: sequential updates per global batch (1 = on-policy)"),
-    k("train.lr", .float, .float(2e-4), "AdamW learning rate (β = 0.9, 0.999; ε = 1e-8)"),
+    k("train.lr", .float, .float(1e-3), "AdamW learning rate (β = 0.9, 0.999; ε = 1e-8)"),
     k("train.schedule", .string, .string("constant"), "learning-rate schedule: constant | cosine (to 10% over `steps`)", ["constant", "cosine"]),
     k("train.warmup_steps", .int, .int(0), "linear warm-up steps"),
     k("train.weight_decay", .float, .float(0.0), "AdamW decoupled weight decay"),
