@@ -10,7 +10,7 @@ struct Keel: ParsableCommand {
     commandName: "keel",
     abstract: "Stable reinforcement learning for language-model policies, with plugin objectives, rewards and baselines.",
     version: "keel \(KeelVersion.string) (plugin ABI \(KeelVersion.abi))",
-    subcommands: [TrainCommand.self, SftCommand.self, EvalCommand.self, CompareCommand.self, ExperimentCommand.self,
+    subcommands: [TrainCommand.self, SftCommand.self, EvalCommand.self, ScoreCommand.self, CompareCommand.self, ExperimentCommand.self,
                   PluginsCommand.self, NewPluginCommand.self, BenchCommand.self])
 
   static func main() {
