@@ -59,6 +59,33 @@ public enum Bench {
     positions.reduce(0.0) { $0 + 4 * Double(c.numAttentionHeads * c.headDim) * Double($1 + 1) } * Double(c.numHiddenLayers)
   }
 
+  /// Best of 2 training steps (micro-batched forward + backward of a token-level policy-gradient
+  /// loss over all sequences, then AdamW), in seconds.
+  public static func trainStepSeconds(_ s: BenchSettings, store: ParameterStore? = nil, sequences: [[Int32]]? = nil) -> Double {
+    let store = store ?? ParameterStore(config: s.config, seed: 1)
+    var rng = CounterRNG(seed: 3, stream: 3)
+    let seqs = sequences ?? (0..<s.trainSequences).map { _ in (0..<s.trainLength).map { _ in Int32(rng.below(s.config.vocabSize)) } }
+    let engine = TrainingEngine(store: store, compute: Compute(threads: s.threads, backend: s.backend))
+    engine.compute.configureBLAS()
+    let opt = AdamW(count: store.layout.count)
+    var best = Double.infinity
+    for _ in 0..<2 {
+      let t0 = now()
+      engine.zeroGrads()
+      var i = 0
+      while i < seqs.count {
+        let part = Array(seqs[i..<min(seqs.count, i + s.microBatchSequences)])
+        let b = SequenceBatch(sequences: part, scoreFrom: part.map { _ in 1 })
+        let out = engine.forward(b, save: true)
+        engine.backward(out.saved!, dlogp: out.logp.indices.map { Float(($0 % 7) - 3) / Float(seqs.count) })
+        i += s.microBatchSequences
+      }
+      opt.update(params: store, grads: engine.grads, lr: 1e-6, maxNorm: 1, compute: engine.compute)
+      best = min(best, now() - t0)
+    }
+    return best
+  }
+
   public static func run(_ s: BenchSettings, log: (String) -> Void = { _ in }) -> BenchResult {
     let c = s.config
     let store = ParameterStore(config: c, seed: 1)
@@ -92,23 +119,9 @@ public enum Bench {
     let trainFlops = 6 * Double(layout.activeMatmulParameters) * Double(trainTokens)
       + 3 * Double(s.trainSequences) * attentionFlops(c, positions: 0..<s.trainLength)
     for (label, backend) in [("fast", s.backend), ("exact", GemmBackend.keel)] {
-      let engine = TrainingEngine(store: store, compute: Compute(threads: s.threads, backend: backend))
-      let opt = AdamW(count: layout.count)
-      var best = Double.infinity
-      for _ in 0..<2 {
-        let t0 = now()
-        engine.zeroGrads()
-        var i = 0
-        while i < seqs.count {
-          let part = Array(seqs[i..<min(seqs.count, i + s.microBatchSequences)])
-          let b = SequenceBatch(sequences: part, scoreFrom: part.map { _ in 1 })
-          let out = engine.forward(b, save: true)
-          engine.backward(out.saved!, dlogp: out.logp.indices.map { Float(($0 % 7) - 3) / Float(s.trainSequences) })
-          i += s.microBatchSequences
-        }
-        opt.update(params: store, grads: engine.grads, lr: 1e-6, maxNorm: 1, compute: engine.compute)
-        best = min(best, now() - t0)
-      }
+      var settings = s
+      settings.backend = backend
+      let best = trainStepSeconds(settings, store: store, sequences: seqs)
       result.trainSeconds[label] = best
       result.trainTokensPerSecond[label] = Double(trainTokens) / best
       result.trainGflops[label] = trainFlops / best / 1e9

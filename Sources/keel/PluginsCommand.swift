@@ -7,7 +7,7 @@ struct PluginsCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "plugins",
     abstract: "List, inspect and validate objective, reward and baseline plugins.",
-    subcommands: [List.self, Inspect.self, Check.self, IncludeDir.self])
+    subcommands: [List.self, Inspect.self, Check.self, Eval.self, Bench.self, IncludeDir.self])
 }
 
 /// `--set name=value` plugin parameters, shared by the commands that create instances.

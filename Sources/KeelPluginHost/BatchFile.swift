@@ -1,0 +1,156 @@
+// BatchFile.swift — hand-written batches for `keel plugins eval` (docs/plugin-guide.md):
+//   objective: {"responses": [{"group": 0, "advantage": 1.0, "logp": [..], "logp_old": [..],
+//               "logp_rollout": [..], "logp_ref"?: [..], "mask"?: [1, 0, ..], "tokens"?: ["4", "2"]}],
+//               "total_sequences"?: n, "total_tokens"?: n, "max_response_tokens"?: n}
+//   baseline:  {"responses": [{"reward": 1.0, "group": 0, "length": 3}]}
+//   reward:    {"samples": [{"prompt": "..", "response": "..", "reference": "..", "task"?: "..",
+//               "response_ids"?: [..], "extra"?: {..}, "truncated"?: false}]}
+// A bad file is an error naming the field and the response index.
+import Foundation
+
+public enum BatchFile {
+  static func fail(_ path: String, _ m: String) -> PluginError { .invalidInput("\(path): \(m)") }
+
+  static func root(_ path: String) throws -> [String: Any] {
+    guard let data = FileManager.default.contents(atPath: path) else { throw fail(path, "cannot read the file") }
+    guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+      throw fail(path, "not a JSON object (NaN and Infinity are not JSON: a non-finite input cannot be written here)")
+    }
+    return obj
+  }
+
+  static func list(_ path: String, _ obj: [String: Any], _ key: String) throws -> [[String: Any]] {
+    guard let raw = obj[key] else { throw fail(path, "field '\(key)' is missing") }
+    guard let items = raw as? [Any] else { throw fail(path, "field '\(key)' must be a list") }
+    return try items.enumerated().map { i, x in
+      guard let d = x as? [String: Any] else { throw fail(path, "\(key)[\(i)] must be an object") }
+      return d
+    }
+  }
+
+  static func number(_ path: String, _ d: [String: Any], _ key: String, _ at: String, default def: Double? = nil) throws -> Double {
+    guard let v = d[key] else {
+      if let def { return def }
+      throw fail(path, "\(at).\(key) is missing")
+    }
+    guard let n = v as? NSNumber, !(v is String) else { throw fail(path, "\(at).\(key) must be a number") }
+    guard n.doubleValue.isFinite else { throw fail(path, "\(at).\(key) is not a finite number") }
+    return n.doubleValue
+  }
+
+  static func floats(_ path: String, _ d: [String: Any], _ key: String, _ at: String, count: Int? = nil) throws -> [Float]? {
+    guard let v = d[key] else { return nil }
+    guard let xs = v as? [Any] else { throw fail(path, "\(at).\(key) must be a list of numbers") }
+    let out: [Float] = try xs.enumerated().map { j, x in
+      guard let n = x as? NSNumber, !(x is String) else { throw fail(path, "\(at).\(key)[\(j)] must be a number") }
+      guard n.doubleValue.isFinite else { throw fail(path, "\(at).\(key)[\(j)] is not a finite number") }
+      return n.floatValue
+    }
+    if let count, out.count != count { throw fail(path, "\(at).\(key) has \(out.count) entries but logp has \(count)") }
+    return out
+  }
+
+  /// An objective batch and the token labels (for display).
+  public static func objective(_ path: String) throws -> (ObjectiveBatch, [[String]]) {
+    let obj = try root(path)
+    let rs = try list(path, obj, "responses")
+    var rows: [(group: Int64, advantage: Float, logp: [Float], logpOld: [Float], logpRollout: [Float], mask: [UInt8])] = []
+    var refs: [[Float]] = [], labels: [[String]] = []
+    var anyRef = false
+    for (i, r) in rs.enumerated() {
+      let at = "responses[\(i)]"
+      guard let logp = try floats(path, r, "logp", at) else { throw fail(path, "\(at).logp is missing") }
+      guard let old = try floats(path, r, "logp_old", at, count: logp.count) else { throw fail(path, "\(at).logp_old is missing") }
+      guard let roll = try floats(path, r, "logp_rollout", at, count: logp.count) else { throw fail(path, "\(at).logp_rollout is missing") }
+      let ref = try floats(path, r, "logp_ref", at, count: logp.count)
+      anyRef = anyRef || ref != nil
+      refs.append(ref ?? logp)
+      let maskF = try floats(path, r, "mask", at, count: logp.count) ?? logp.map { _ in 1 }
+      guard maskF.allSatisfy({ $0 == 0 || $0 == 1 }) else { throw fail(path, "\(at).mask entries must be 0 or 1") }
+      let adv = try number(path, r, "advantage", at)
+      let group = try number(path, r, "group", at, default: Double(i))
+      rows.append((Int64(group), Float(adv), logp, old, roll, maskF.map { UInt8($0) }))
+      labels.append((r["tokens"] as? [Any])?.map { "\($0)" } ?? logp.indices.map { "t\($0)" })
+    }
+    var b = ObjectiveBatch(responses: rows, logpRef: anyRef ? refs : nil)
+    if obj["total_sequences"] != nil { b.totalSequences = try number(path, obj, "total_sequences", "batch") }
+    if obj["total_tokens"] != nil { b.totalTokens = try number(path, obj, "total_tokens", "batch") }
+    if obj["max_response_tokens"] != nil { b.maxResponseTokens = Int64(try number(path, obj, "max_response_tokens", "batch")) }
+    try b.validate()
+    return (b, labels)
+  }
+
+  public static func baseline(_ path: String) throws -> (rewards: [Float], groups: [Int64], lengths: [Int64]) {
+    let rs = try list(path, try root(path), "responses")
+    var r: [Float] = [], g: [Int64] = [], l: [Int64] = []
+    for (i, x) in rs.enumerated() {
+      let at = "responses[\(i)]"
+      r.append(Float(try number(path, x, "reward", at)))
+      g.append(Int64(try number(path, x, "group", at)))
+      l.append(Int64(try number(path, x, "length", at, default: 1)))
+    }
+    return (r, g, l)
+  }
+
+  public static func reward(_ path: String) throws -> [RewardSample] {
+    let ss = try list(path, try root(path), "samples")
+    return try ss.enumerated().map { i, s in
+      let at = "samples[\(i)]"
+      func text(_ k: String, required: Bool) throws -> String {
+        guard let v = s[k] else { if required { throw fail(path, "\(at).\(k) is missing") }; return "" }
+        guard let t = v as? String else { throw fail(path, "\(at).\(k) must be a string") }
+        return t
+      }
+      let ids: [Int32] = try (s["response_ids"] as? [Any] ?? []).enumerated().map { j, x in
+        guard let n = x as? Int, let v = Int32(exactly: n) else { throw fail(path, "\(at).response_ids[\(j)] must be an integer") }
+        return v
+      }
+      var extra = "{}"
+      if let e = s["extra"] {
+        guard e is [String: Any] else { throw fail(path, "\(at).extra must be an object") }
+        extra = String(decoding: try JSONSerialization.data(withJSONObject: e, options: [.sortedKeys]), as: UTF8.self)
+      }
+      return RewardSample(prompt: try text("prompt", required: true), response: try text("response", required: true), responseIds: ids,
+                          reference: try text("reference", required: true), task: try text("task", required: false),
+                          extraJSON: extra, truncated: (s["truncated"] as? Bool) ?? false)
+    }
+  }
+
+  /// Starting batches for `keel plugins eval --example KIND`. The objective example is the
+  /// hand-computed MiniRL case of the tests (four masking cases, the TIS cap, a masked token).
+  public static func example(_ kind: PluginKind) -> String {
+    switch kind {
+    case .objective:
+      return """
+        {
+          "responses": [
+            {"group": 0, "advantage": 1.0, "tokens": ["4", "2"], "logp": [-0.5, -1.0], "logp_old": [-1.0, -0.5], "logp_rollout": [-0.6, -1.1]},
+            {"group": 0, "advantage": -1.0, "tokens": ["4", "3"], "logp": [-1.0, -0.5], "logp_old": [-0.5, -1.0], "logp_rollout": [-0.9, -0.4]},
+            {"group": 1, "advantage": 0.5, "tokens": ["7", "<eos>"], "logp": [-0.1, -0.7], "logp_old": [-0.1, -0.7], "logp_rollout": [-3.0, -0.7], "mask": [1, 0]},
+            {"group": 1, "advantage": -0.5, "tokens": ["8"], "logp": [-2.0], "logp_old": [-2.0], "logp_rollout": [-2.0]}
+          ]
+        }
+        """
+    case .baseline:
+      return """
+        {
+          "responses": [
+            {"reward": 1.0, "group": 0, "length": 3}, {"reward": 0.0, "group": 0, "length": 4},
+            {"reward": 0.0, "group": 0, "length": 2}, {"reward": 1.0, "group": 0, "length": 3},
+            {"reward": 1.0, "group": 1, "length": 2}, {"reward": 1.0, "group": 1, "length": 2}
+          ]
+        }
+        """
+    case .reward:
+      return """
+        {
+          "samples": [
+            {"prompt": "12+30=", "response": "42", "reference": "42", "task": "addition", "response_ids": [7, 5]},
+            {"prompt": "12+30=", "response": "41", "reference": "42", "task": "addition", "response_ids": [7, 4]},
+            {"prompt": "9+9=", "response": " 18. ", "reference": "18"}
+          ]
+        }
+        """
+    }
+  }
+}
