@@ -24,6 +24,18 @@ let builtinPlugins = [
   plugin("keel-reinforce", "PluginReinforce", "Plugins/reinforce", true),
   plugin("keel-exact-match", "PluginExactMatch", "Plugins/exact-match", false),
   plugin("keel-group-mean", "PluginGroupMean", "Plugins/group-mean", true),
+  plugin("keel-ppo-clip", "PluginPPOClip", "Plugins/ppo-clip", false),
+  plugin("keel-grpo", "PluginGRPO", "Plugins/grpo", false),
+  plugin("keel-dr-grpo", "PluginDrGRPO", "Plugins/dr-grpo", false),
+  plugin("keel-dapo", "PluginDAPO", "Plugins/dapo", false),
+  plugin("keel-cispo", "PluginCISPO", "Plugins/cispo", false),
+  plugin("keel-gspo", "PluginGSPO", "Plugins/gspo", false),
+  plugin("keel-group-mean-std", "PluginGroupMeanStd", "Plugins/group-mean-std", false),
+  plugin("keel-rloo", "PluginRLOO", "Plugins/rloo", false),
+  plugin("keel-batch-norm", "PluginBatchNorm", "Plugins/batch-norm", false),
+  plugin("keel-none", "PluginNone", "Plugins/none", false),
+  plugin("keel-format", "PluginFormat", "Plugins/format", false),
+  plugin("keel-length-penalty", "PluginLengthPenalty", "Plugins/length-penalty", false),
 ]
 
 let package = Package(

@@ -20,9 +20,15 @@ public struct Compute: Sendable {
     self.backend = backend
   }
 
+  /// Products smaller than this many multiply-adds run on one thread: waking a second thread
+  /// costs more than it saves (measured: ~10% of a decode step went to thread hand-offs).
+  public static let parallelMinimumMACs = 1 << 17
+
   /// body(lo, hi) over `count` items in `threads` contiguous chunks (aligned to `grain`).
-  public func parallelRanges(_ count: Int, grain: Int = 1, _ body: (Int, Int) -> Void) {
+  /// `work` (e.g. multiply-adds) below `parallelMinimumMACs` runs inline.
+  public func parallelRanges(_ count: Int, grain: Int = 1, work: Int = .max, _ body: (Int, Int) -> Void) {
     guard count > 0 else { return }
+    if work < Self.parallelMinimumMACs { body(0, count); return }
     let chunks = min(threads, (count + grain - 1) / grain)
     if chunks <= 1 { body(0, count); return }
     let per = ((count + chunks - 1) / chunks + grain - 1) / grain * grain
@@ -43,7 +49,7 @@ public struct Compute: Sendable {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(M), Int32(N), Int32(K), 1, input, Int32(K), w, Int32(K), 0, out, Int32(N))
       return
     }
-    parallelRanges(M, grain: 6) { lo, hi in
+    parallelRanges(M, grain: 6, work: M * N * K) { lo, hi in
       kk_gemm(out + lo * N, input + lo * K, wt!, Int64(hi - lo), Int64(N), Int64(K), Int64(K), 1, Int64(N), Int64(N), 0)
     }
   }
@@ -56,7 +62,7 @@ public struct Compute: Sendable {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(M), Int32(K), Int32(N), 1, dOut, Int32(N), w, Int32(K), 1, dIn, Int32(K))
       return
     }
-    parallelRanges(M, grain: 6) { lo, hi in
+    parallelRanges(M, grain: 6, work: M * N * K) { lo, hi in
       kk_gemm(dIn + lo * K, dOut + lo * N, w, Int64(hi - lo), Int64(K), Int64(N), Int64(N), 1, Int64(K), Int64(K), 1)
     }
   }
@@ -69,7 +75,7 @@ public struct Compute: Sendable {
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(N), Int32(K), Int32(M), 1, dOut, Int32(N), input, Int32(K), 1, dW, Int32(K))
       return
     }
-    parallelRanges(N, grain: 6) { lo, hi in
+    parallelRanges(N, grain: 6, work: M * N * K) { lo, hi in
       kk_gemm(dW + lo * K, dOut + lo, input, Int64(hi - lo), Int64(K), Int64(M), 1, Int64(N), Int64(K), Int64(K), 1)
     }
   }
