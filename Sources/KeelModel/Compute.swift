@@ -41,6 +41,20 @@ public struct Compute: Sendable {
     }
   }
 
+  /// body(i) for i in 0..<count, items handed to the threads as they free up (for uneven
+  /// items such as MoE experts). Each item must write only its own outputs.
+  public func forEach(_ count: Int, _ body: (Int) -> Void) {
+    guard count > 0 else { return }
+    if threads <= 1 || count == 1 { for i in 0..<count { body(i) }; return }
+    withoutActuallyEscaping(body) { escaping in
+      let box = UncheckedSendable(escaping)
+      DispatchQueue.concurrentPerform(iterations: count) { box.value($0) }
+    }
+  }
+
+  /// The same backend on one thread (for work already split across threads).
+  public var single: Compute { Compute(threads: 1, backend: backend) }
+
   /// out[M,N] = in[M,K] · Wᵀ, W is [N,K]; `wt` is W transposed ([K,N]) for the .keel backend.
   public func matmul(_ out: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, w: UnsafePointer<Float>,
                      wt: UnsafePointer<Float>?, M: Int, N: Int, K: Int, backend: GemmBackend? = nil) {

@@ -112,8 +112,9 @@ public final class Sampler: @unchecked Sendable {
     }
   }
 
-  func matmul(_ out: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, _ slot: TensorSlot, M: Int, N: Int, K: Int) {
-    compute.matmul(out, input, w: weights.w(slot), wt: weights.wt(slot), M: M, N: N, K: K, backend: backend)
+  func matmul(_ out: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, _ slot: TensorSlot, M: Int, N: Int, K: Int,
+              on engine: Compute? = nil) {
+    (engine ?? compute).matmul(out, input, w: weights.w(slot), wt: weights.wt(slot), M: M, N: N, K: K, backend: backend)
     round(out, M * N)
   }
 
@@ -267,15 +268,18 @@ public final class Sampler: @unchecked Sendable {
     var rows = [[Int]](repeating: [], count: E)
     for i in 0..<(M * k) { rows[Int(experts[i])].append(i) }
     let Y = FloatBuffer(M * k * C)
-    for e in 0..<E where !rows[e].isEmpty {
+    // experts in parallel, each on one thread, each writing only its own rows of Y
+    let one = compute.single
+    compute.forEach(E) { e in
       let n = rows[e].count
+      guard n > 0 else { return }
       let x = FloatBuffer(n * C), g = FloatBuffer(n * F), u = FloatBuffer(n * F), act = FloatBuffer(n * F), y = FloatBuffer(n * C)
       for (j, entry) in rows[e].enumerated() { (x.p + j * C).update(from: normed.p + (entry / k) * C, count: C) }
-      matmul(g.p, x.p, slots.expertGate[e], M: n, N: F, K: C)
-      matmul(u.p, x.p, slots.expertUp[e], M: n, N: F, K: C)
+      matmul(g.p, x.p, slots.expertGate[e], M: n, N: F, K: C, on: one)
+      matmul(u.p, x.p, slots.expertUp[e], M: n, N: F, K: C, on: one)
       kk_swiglu_forward(act.p, g.p, u.p, Int64(n), Int64(F))
       round(act.p, n * F)
-      matmul(y.p, act.p, slots.expertDown[e], M: n, N: C, K: F)
+      matmul(y.p, act.p, slots.expertDown[e], M: n, N: C, K: F, on: one)
       for (j, entry) in rows[e].enumerated() { (Y.p + entry * C).update(from: y.p + j * C, count: C) }
     }
     moeCombine(out.p, Y.p, gates.p, rows: 0..<M, k: k, C: C)

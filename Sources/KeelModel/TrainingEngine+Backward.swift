@@ -123,10 +123,13 @@ extension TrainingEngine {
       }
     }
     let dX = FloatBuffer(R * k * C)  // ∂/∂(expert input) per (token, slot)
-    for e in 0..<E {
+    // experts in parallel (each on one thread): each writes only its own weight gradients
+    // and its own (token, slot) rows of dX
+    let one = compute.single
+    compute.forEach(E) { e in
       let rows = a.expertRows[e]
       let n = rows.count
-      guard n > 0 else { continue }
+      guard n > 0 else { return }
       let dy = FloatBuffer(n * C), x = FloatBuffer(n * C)
       for (j, entry) in rows.enumerated() {
         let r = Int(entry) / k, gate = gates[Int(entry)]
@@ -134,16 +137,16 @@ extension TrainingEngine {
         for i in 0..<C { dst[i] = gate * src[i] }
         (x.p + j * C).update(from: a.normed2.p + r * C, count: C)
       }
-      compute.matmulWeightGrad(g + slots.expertDown[e].offset, dy.p, a.expertAct[e].p, M: n, N: C, K: F)
+      one.matmulWeightGrad(g + slots.expertDown[e].offset, dy.p, a.expertAct[e].p, M: n, N: C, K: F)
       let dact = FloatBuffer(n * F)
-      compute.matmulInputGrad(dact.p, dy.p, w: store.w(slots.expertDown[e]), M: n, N: C, K: F)
+      one.matmulInputGrad(dact.p, dy.p, w: store.w(slots.expertDown[e]), M: n, N: C, K: F)
       let dgt = FloatBuffer(n * F), dup = FloatBuffer(n * F)
       kk_swiglu_backward(dgt.p, dup.p, dact.p, a.expertGate[e].p, a.expertUp[e].p, Int64(n), Int64(F))
-      compute.matmulWeightGrad(g + slots.expertGate[e].offset, dgt.p, x.p, M: n, N: F, K: C)
-      compute.matmulWeightGrad(g + slots.expertUp[e].offset, dup.p, x.p, M: n, N: F, K: C)
+      one.matmulWeightGrad(g + slots.expertGate[e].offset, dgt.p, x.p, M: n, N: F, K: C)
+      one.matmulWeightGrad(g + slots.expertUp[e].offset, dup.p, x.p, M: n, N: F, K: C)
       let dx = FloatBuffer(n * C)
-      compute.matmulInputGrad(dx.p, dgt.p, w: store.w(slots.expertGate[e]), M: n, N: F, K: C)
-      compute.matmulInputGrad(dx.p, dup.p, w: store.w(slots.expertUp[e]), M: n, N: F, K: C)
+      one.matmulInputGrad(dx.p, dgt.p, w: store.w(slots.expertGate[e]), M: n, N: F, K: C)
+      one.matmulInputGrad(dx.p, dup.p, w: store.w(slots.expertUp[e]), M: n, N: F, K: C)
       for (j, entry) in rows.enumerated() { (dX.p + Int(entry) * C).update(from: dx.p + j * C, count: C) }
     }
     // dNormed[r] = Σ_slot dX[r,slot] (slot order)

@@ -265,23 +265,26 @@ public final class TrainingEngine: @unchecked Sendable {
     var rows = [[Int32]](repeating: [], count: E)
     for i in 0..<(R * k) { rows[Int(experts[i])].append(Int32(i)) }
     let expertOut = FloatBuffer(R * k * C)  // Y[token, slot, :]
-    a.expertGate = []; a.expertUp = []; a.expertAct = []
-    for e in 0..<E {
+    a.expertGate = rows.map { FloatBuffer($0.count * F) }
+    a.expertUp = rows.map { FloatBuffer($0.count * F) }
+    a.expertAct = rows.map { FloatBuffer($0.count * F) }
+    // experts in parallel (each on one thread): each writes only its own buffers and Y rows
+    let one = compute.single
+    compute.forEach(E) { e in
       let n = rows[e].count
-      let x = FloatBuffer(n * C), g = FloatBuffer(n * F), u = FloatBuffer(n * F), act = FloatBuffer(n * F), y = FloatBuffer(n * C)
+      guard n > 0 else { return }
+      let x = FloatBuffer(n * C), y = FloatBuffer(n * C)
+      let g = a.expertGate[e], u = a.expertUp[e], act = a.expertAct[e]
       for (j, entry) in rows[e].enumerated() {
         (x.p + j * C).update(from: a.normed2.p + (Int(entry) / k) * C, count: C)
       }
-      if n > 0 {
-        compute.matmul(g.p, x.p, w: store.w(slots.expertGate[e]), wt: store.wt(slots.expertGate[e]), M: n, N: F, K: C)
-        compute.matmul(u.p, x.p, w: store.w(slots.expertUp[e]), wt: store.wt(slots.expertUp[e]), M: n, N: F, K: C)
-        kk_swiglu_forward(act.p, g.p, u.p, Int64(n), Int64(F))
-        compute.matmul(y.p, act.p, w: store.w(slots.expertDown[e]), wt: store.wt(slots.expertDown[e]), M: n, N: C, K: F)
-      }
+      one.matmul(g.p, x.p, w: store.w(slots.expertGate[e]), wt: store.wt(slots.expertGate[e]), M: n, N: F, K: C)
+      one.matmul(u.p, x.p, w: store.w(slots.expertUp[e]), wt: store.wt(slots.expertUp[e]), M: n, N: F, K: C)
+      kk_swiglu_forward(act.p, g.p, u.p, Int64(n), Int64(F))
+      one.matmul(y.p, act.p, w: store.w(slots.expertDown[e]), wt: store.wt(slots.expertDown[e]), M: n, N: C, K: F)
       for (j, entry) in rows[e].enumerated() {
         (expertOut.p + Int(entry) * C).update(from: y.p + j * C, count: C)
       }
-      a.expertGate.append(g); a.expertUp.append(u); a.expertAct.append(act)
     }
     compute.parallelRanges(R, grain: 16) { lo, hi in
       moeCombine(out.p, expertOut.p, gates.p, rows: lo..<hi, k: k, C: C)

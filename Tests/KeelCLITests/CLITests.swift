@@ -110,3 +110,24 @@ final class CLITests: XCTestCase {
     XCTAssertTrue(noTemplate.stdout.contains("no template for --lang swift --kind reward"), noTemplate.stdout)
   }
 }
+
+final class RustTemplateTrainTests: XCTestCase {
+  /// The Rust template builds with cargo, passes the validator and trains one step.
+  func testRustTemplateTrainsOneStep() throws {
+    guard let cargo = TestSupport.which("cargo") else { throw XCTSkip("cargo is not installed: the Rust template is not tested") }
+    let work = TestSupport.tempDir("keel-rust")
+    let keel = TestSupport.keel
+    XCTAssertEqual(try TestSupport.run(keel, ["new-plugin", "--kind", "objective", "--lang", "rust", "rusty"], cwd: work).status, 0)
+    let make = try TestSupport.run("/usr/bin/make", ["-C", work + "/rusty", "CARGO=\(cargo)"])
+    XCTAssertEqual(make.status, 0, make.stdout)
+    let lib = work + "/rusty/librusty.so"
+    let check = try TestSupport.run(keel, ["plugins", "check", lib])
+    XCTAssertEqual(check.status, 0, check.stdout)
+    let train = try TestSupport.run(keel, ["train", "--objective", lib, "--preset", "test", "--steps", "1", "--out", work + "/run", "--quiet"],
+                                    environment: ["KEEL_CACHE": NSTemporaryDirectory() + "keel-test-cache"])
+    XCTAssertEqual(train.status, 0, train.stdout)
+    let metrics = try String(contentsOfFile: work + "/run/metrics.jsonl", encoding: .utf8)
+    XCTAssertTrue(metrics.contains("\"step\":1"), metrics)
+    XCTAssertTrue(try String(contentsOfFile: work + "/run/provenance.json", encoding: .utf8).contains(lib))
+  }
+}
