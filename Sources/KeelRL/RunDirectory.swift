@@ -39,6 +39,8 @@ public struct Summary: Codable, Sendable {
   public var targetHeldTwice: Bool
   public var trainSeconds: Double
   public var stoppedBySignal: Bool
+  /// Means over the steps this session ran: the first-order diagnostics (docs/diagnostics.md).
+  public var diagnostics: [String: Double] = [:]
 }
 
 public struct RunDirectory: Sendable {

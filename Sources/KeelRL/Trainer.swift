@@ -34,6 +34,7 @@ public final class Trainer {
   var evalHistory: [(step: Int, greedy: Double, sampled: Double, trainSeconds: Double)] = []
   var trainSeconds = 0.0
   var metricsWriter: JSONLWriter!
+  var diagnosticsSums = DiagnosticsSummary()
   var tensorboard: TensorBoardWriter?
 
   var seed: UInt64 { UInt64(config.int("seed")) }
@@ -157,7 +158,9 @@ public final class Trainer {
       }
       write(m, step: step)
       let eta = Date().timeIntervalSince(start) / Double(step) * Double(steps - step)
+      diagnosticsSums.add(m)
       progress(String(format: "step %d/%d  reward %.3f  acc %.3f", step, steps, m["reward_mean"]!, m["accuracy"]!)
+               + (m["fo_residual_mean"].map { String(format: "  fo-residual %.2g  gaps ti %.2g st %.2g", $0, m["gap_train_infer_abs_mean"]!, m["gap_staleness_abs_mean"]!) } ?? "")
                + (m["eval_accuracy_greedy"].map { String(format: "  eval %.3f greedy %.3f", m["eval_accuracy"]!, $0) } ?? "")
                + String(format: "  ETA %.0fs", eta), final: m["eval_accuracy_greedy"] != nil)
       if step % config.int("checkpoint.every") == 0 || step == steps { try checkpoint() }
@@ -222,6 +225,19 @@ public final class Trainer {
                    finalGreedy: evalHistory.last?.greedy ?? 0, finalSampled: evalHistory.last?.sampled ?? 0,
                    bestGreedy: evalHistory.map(\.greedy).max() ?? 0, targetStep: reached?.step,
                    targetTrainSeconds: reached?.trainSeconds, targetHeldTwice: held, trainSeconds: trainSeconds,
-                   stoppedBySignal: stoppedBySignal)
+                   stoppedBySignal: stoppedBySignal, diagnostics: diagnosticsSums.means)
   }
+}
+
+/// Means over the run's steps of the first-order diagnostics, for the summary.
+struct DiagnosticsSummary {
+  var sums: [String: Double] = [:]
+  var steps = 0.0
+  static let keys = ["fo_residual_mean", "fo_residual_max", "fo_valid_fraction", "gap_train_infer_abs_mean", "gap_staleness_abs_mean"]
+  mutating func add(_ m: Metrics) {
+    guard m["fo_residual_mean"] != nil else { return }
+    for k in Self.keys { sums[k, default: 0] += m[k] ?? 0 }
+    steps += 1
+  }
+  var means: [String: Double] { steps > 0 ? sums.mapValues { $0 / steps } : [:] }
 }

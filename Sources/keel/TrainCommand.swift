@@ -81,6 +81,11 @@ struct TrainCommand: ParsableCommand {
     let summary = try trainer.train(steps: resolved.int("steps"))
     print(String(format: "run %@: %d steps, %.1f s of training; greedy eval accuracy %.1f%% → %.1f%% (best %.1f%%)",
                  runPath, summary.steps, summary.trainSeconds, 100 * summary.coldStartGreedy, 100 * summary.finalGreedy, 100 * summary.bestGreedy))
+    if let r = summary.diagnostics["fo_residual_mean"] {
+      print(String(format: "first-order diagnostics (means over steps): residual %.3g (max %.3g), valid fraction %.3f, train–infer gap %.3g, staleness gap %.3g",
+                   r, summary.diagnostics["fo_residual_max"] ?? 0, summary.diagnostics["fo_valid_fraction"] ?? 0,
+                   summary.diagnostics["gap_train_infer_abs_mean"] ?? 0, summary.diagnostics["gap_staleness_abs_mean"] ?? 0))
+    }
     if let s = summary.targetStep, let t = summary.targetTrainSeconds {
       print(String(format: "time_to_target (+25 points greedy): step %d, %.1f s of training%@", s, t, summary.targetHeldTwice ? ", held at two consecutive evaluations" : ""))
     }
