@@ -60,7 +60,7 @@ public enum ConfigSchema {
     k("task.eval_size", .int, .int(500), "held-out problems scored at each evaluation"),
     k("model.preset", .string, .string("moe"), "moe (Qwen3-MoE: hidden 128, 4 layers, 8 experts × 256, top-2) | dense (FFN 512) | tiny", ["moe", "dense", "tiny"]),
     k("coldstart.checkpoint", .string, .string("auto"), "auto (made by `keel sft` on first use and cached) | a checkpoint directory | none (random init)"),
-    k("coldstart.teacher", .string, .string("careful"), "teacher of the cold start demonstrations: careful | sloppy | terse", ["careful", "sloppy", "terse"]),
+    k("coldstart.teacher", .string, .string("careful"), "teacher of the cold start demonstrations: careful | sloppy (30% random digit errors) | terse | forgetful (forgets carries 75% of the time)", ["careful", "sloppy", "terse", "forgetful"]),
     k("coldstart.target_accuracy", .float, .float(0.25), "stop the cold start once greedy accuracy on a train-split validation set reaches this"),
     k("coldstart.max_steps", .int, .int(600), "cold start step limit"),
     k("coldstart.lr", .float, .float(1e-2), "cold start AdamW learning rate"),

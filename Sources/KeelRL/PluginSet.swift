@@ -13,10 +13,17 @@ public final class PluginSet {
   public let foreignWeight: Float
   public let baseline: BaselineInstance
 
-  public init(config: ResolvedConfig, discovery: PluginDiscovery, log: @escaping (String) -> Void) throws {
+  /// `answerMarker`: the task's final-answer marker ("#" for scratchpad). A reward plugin that
+  /// declares a string parameter `marker` gets it unless the config sets one.
+  public init(config: ResolvedConfig, discovery: PluginDiscovery, answerMarker: String = "", log: @escaping (String) -> Void) throws {
     func make<T>(_ kind: String, _ pluginKind: PluginKind, _ build: (PluginLibrary, [String: ParameterValue]) throws -> T) throws -> T {
       let lib = try discovery.resolve(config.string("\(kind).name"), kind: pluginKind)
-      let settings = try lib.parseParameters(config.pluginParams[kind] ?? [:])
+      var text = config.pluginParams[kind] ?? [:]
+      if kind == "reward", !answerMarker.isEmpty, text["marker"] == nil,
+         lib.parameters.contains(where: { $0.name == "marker" && $0.type == .string }) {
+        text["marker"] = answerMarker
+      }
+      let settings = try lib.parseParameters(text)
       return try build(lib, settings)
     }
     let sink: @Sendable (String, PluginLogLine) -> Void = { name, line in

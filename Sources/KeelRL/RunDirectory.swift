@@ -100,7 +100,7 @@ public struct RunDirectory: Sendable {
       "threads": config.int("train.threads"), "cold_start": coldStart ?? "none",
       "model_parameters": policy.store.layout.count,
     ]
-    try writeAtomically(try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys]), to: path + "/provenance.json")
+    try writeAtomically(try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), to: path + "/provenance.json")
   }
 }
 

@@ -76,7 +76,7 @@ public final class Trainer {
 
   /// Load the plugins, the cold start (or the checkpoint to resume from) and the engines.
   public func prepare(resumeFrom checkpoint: String?) throws {
-    plugins = try PluginSet(config: config, discovery: .standard(), log: log)
+    plugins = try PluginSet(config: config, discovery: .standard(), answerMarker: dataset.answerMarker, log: log)
     let precision = SamplerPrecision(rawValue: config.string("sampler.precision"))!
     let threads = config.int("train.threads")
     let coldDir = try coldStartDirectory()

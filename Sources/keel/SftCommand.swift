@@ -11,7 +11,7 @@ struct SftCommand: ParsableCommand {
   @Option(help: "Task: addition | arithmetic | sorting | countdown | scratchpad.") var task: String = "addition"
   @Option(help: "Digits per operand.") var digits: Int = 2
   @Option(help: "Operands / list length (0: the task's default).") var terms: Int = 0
-  @Option(help: "careful | sloppy | terse") var teacher: String = "careful"
+  @Option(help: "careful | sloppy | terse | forgetful") var teacher: String = "careful"
   @Option(help: "Model preset: moe | dense | tiny.") var model: String = "moe"
   @Option(help: "Stop at this greedy accuracy on a train-split validation set.") var target: Double = 0.25
   @Option(help: "Step limit.") var maxSteps: Int = 600
@@ -23,7 +23,7 @@ struct SftCommand: ParsableCommand {
   @Option(help: "Output checkpoint directory.") var out: String
 
   func run() throws {
-    guard let t = Teacher.named(teacher) else { throw ValidationError("--teacher must be careful, sloppy or terse") }
+    guard let t = Teacher.named(teacher) else { throw ValidationError("--teacher must be careful, sloppy, terse or forgetful") }
     let gen = try TaskRegistry.make(task, digits: digits, terms: terms > 0 ? terms : nil)
     let config = try ModelPreset.config(model, vocab: CharTokenizer().vocabSize)
     let s = ColdStartSettings(task: gen, taskSeed: UInt64(seed), model: config, teacher: t, teacherName: teacher,

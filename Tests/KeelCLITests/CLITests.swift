@@ -128,6 +128,9 @@ final class RustTemplateTrainTests: XCTestCase {
     XCTAssertEqual(train.status, 0, train.stdout)
     let metrics = try String(contentsOfFile: work + "/run/metrics.jsonl", encoding: .utf8)
     XCTAssertTrue(metrics.contains("\"step\":1"), metrics)
-    XCTAssertTrue(try String(contentsOfFile: work + "/run/provenance.json", encoding: .utf8).contains(lib))
+    let provenance = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: work + "/run/provenance.json"))) as! [String: Any]
+    let objective = (provenance["plugins"] as! [[String: Any]]).first { $0["role"] as? String == "objective" }!
+    XCTAssertEqual(objective["path"] as? String, lib)
+    XCTAssertEqual(objective["name"] as? String, "rusty")
   }
 }

@@ -98,3 +98,32 @@ final class CompareTests: XCTestCase {
     XCTAssertFalse(dip.collapsed, dip.reason)
   }
 }
+
+final class ExperimentTests: XCTestCase {
+  /// The paper's on-policy experiment at small scale: every arm runs and the report has the
+  /// first-order diagnostics plots (residual, train–infer gap, staleness gap) next to the others.
+  func testOnPolicyExperimentSmallShowsTheDiagnosticsPlots() throws {
+    let out = TestSupport.tempDir("keel-exp")
+    let r = try TestSupport.run(TestSupport.keel, ["experiment", "onpolicy", "--scale", "small", "--seeds", "1", "--out", out],
+                                environment: ["KEEL_CACHE": NSTemporaryDirectory() + "keel-test-cache", "KEEL_PLUGIN_PATH": ""])
+    XCTAssertEqual(r.status, 0, r.stdout)
+    let report = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
+    for arm in ["minirl", "minirl-lennorm", "minirl-no-tis", "minirl-R3", "minirl-lennorm-R3", "minirl-no-tis-R3", "minirl-exact-sampler"] {
+      XCTAssertTrue(report.contains("| \(arm) |"), "\(arm) missing:\n\(report)")
+    }
+    XCTAssertFalse(report.contains("failed:") || report.contains("crashed"), report)
+    for plot in ["fo_residual_mean", "gap_train_infer_abs_mean", "gap_staleness_abs_mean"] {
+      let svg = try String(contentsOfFile: out + "/\(plot).svg", encoding: .utf8)
+      XCTAssertTrue(svg.contains("<polyline"), "\(plot).svg has no lines")
+      XCTAssertTrue(report.contains("(\(plot).svg)"))
+    }
+    // the exact-sampler control: its train–infer gap is exactly zero at every step
+    let rows = try String(contentsOfFile: out + "/runs/minirl-exact-sampler/seed-1/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+      .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }.filter { ($0["step"] as! Int) > 0 }
+    XCTAssertFalse(rows.isEmpty)
+    for row in rows {
+      XCTAssertEqual(row["mismatch_kl"] as? Double, 0)
+      XCTAssertEqual(row["gap_train_infer_abs_mean"] as? Double, 0)
+    }
+  }
+}
