@@ -47,6 +47,7 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
   ],
   targets: [
     .target(name: "KeelABI", path: "Sources/KeelABI"),
@@ -60,6 +61,10 @@ let package = Package(
             linkerSettings: [.linkedLibrary("m")]),
     .target(name: "KeelModel", dependencies: ["KeelKernels", "CBLAS"], path: "Sources/KeelModel"),
     .target(name: "KeelTasks", path: "Sources/KeelTasks"),
+    .executableTarget(name: "KernelBenchmarks",
+                      dependencies: ["KeelKernels", .product(name: "Benchmark", package: "benchmark")],
+                      path: "Benchmarks/KernelBenchmarks",
+                      plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]),
     .target(name: "KeelPluginHost", dependencies: ["KeelABI", "CFFI"],
             path: "Sources/KeelPluginHost"),
     .target(name: "KeelRL", dependencies: ["KeelModel", "KeelTasks", "KeelPluginHost", "Yams"],

@@ -18,9 +18,10 @@ public enum Experiments {
               "sampler.precision": "fp8", "steps": "8", "eval.every": "4", "rollout.prompts": "8", "rollout.group_size": "4",
               "coldstart.max_steps": "200"]
     case "full":
-      return ["task.name": "scratchpad", "task.digits": "2", "task.terms": "3", "sampler.max_tokens": "32",
+      return ["task.name": "scratchpad", "task.digits": "1", "task.terms": "4", "sampler.max_tokens": "32",
               "sampler.precision": "fp8", "steps": "100", "eval.every": "10", "task.eval_size": "200", "eval.samples": "2",
-              "rollout.prompts": "16", "rollout.group_size": "8", "train.lr": "5e-4", "checkpoint.every": "100"]
+              "rollout.prompts": "16", "rollout.group_size": "8", "train.lr": "1e-3", "coldstart.max_steps": "1000",
+              "checkpoint.every": "100"]
     default: throw ConfigError.badValue(key: "--scale", expected: "small | full", got: scale)
     }
   }
