@@ -47,6 +47,7 @@ struct EvalCommand: ParsableCommand {
   @Option(help: "Sampler precision: fp32 | bf16 | fp16 | fp8 | exact.") var precision: String = "fp32"
   @Option(help: "Longest response in tokens.") var maxTokens: Int = 8
   @Option(help: "Seed (the task's split and the sampling).") var seed: Int = 1
+  @Option(help: "Print this many held-out problems with the greedy response.") var show: Int = 0
 
   func run() throws {
     guard let p = SamplerPrecision(rawValue: precision) else { throw ValidationError("--precision must be one of fp32, bf16, fp16, fp8, exact") }
@@ -57,5 +58,16 @@ struct EvalCommand: ParsableCommand {
     let r = try Evaluator.run(policy, problems: data.eval, tokenizer: CharTokenizer(), samples: samples, temperature: Float(temperature),
                               maxTokens: maxTokens, marker: gen.answerMarker, seed: UInt64(seed))
     print(String(format: "eval_accuracy %.4f (mean over %d samples at T=%.2f), eval_accuracy_greedy %.4f, %d problems", r.accuracy, samples, temperature, r.greedyAccuracy, data.eval.count))
+    if show > 0 {
+      let tok = CharTokenizer()
+      let shown = Array(data.eval.prefix(show))
+      let reqs = try shown.enumerated().map { SampleRequest(prompt: try tok.encodePrompt($0.element.prompt), promptIndex: $0.offset, sampleIndex: 0) }
+      let out = policy.sampler.generate(reqs, params: SamplingParams(temperature: 0, maxTokens: maxTokens, stopTokens: [CharTokenizer.eos]), seed: UInt64(seed), step: 0)
+      for (pr, o) in zip(shown, out) {
+        let text = tok.decode(o.tokens)
+        let ok = Evaluator.answerMatches(text, pr.answer, marker: gen.answerMarker)
+        print("\(ok ? "✓" : "✗") \(pr.prompt)\(text)   (answer \(pr.answer))")
+      }
+    }
   }
 }
