@@ -38,40 +38,37 @@
  * response. No mutable globals: parameters live in the instance. Exports only
  * keel_plugin_entry. Links libm (exp).
  */
-#include <keel/keel_plugin.h>
-
-#include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "../common/objective_batch.h"
+#include "../common/plugin_util.h"
 
 #define PLUGIN_NAME "gspo"
 
-/* ---- Parameters (declaration order is the order create() receives them in) ------------ */
+/* ---- Parameters (declaration order is the order create() receives them in) -------------- */
 enum { P_EPS_LOW, P_EPS_HIGH, P_COUNT };
 
 static const keel_param_decl gspo_params[P_COUNT] = {
-    {sizeof(keel_param_decl), KEEL_PARAM_FLOAT, "eps_low",
-     "lower clip of the sequence ratio: 1 - eps_low (A < 0 below it: zero gradient)", 3e-4, 0,
-     "", 0.0, 1.0},
-    {sizeof(keel_param_decl), KEEL_PARAM_FLOAT, "eps_high",
-     "upper clip of the sequence ratio: 1 + eps_high (A > 0 above it: zero gradient)", 4e-4, 0,
-     "", 0.0, HUGE_VAL},
+    KP_FLOAT("eps_low",
+             "lower clip of the sequence ratio: 1 - eps_low (A < 0 below it: zero gradient)", 3e-4,
+             0.0, 1.0),
+    KP_FLOAT("eps_high",
+             "upper clip of the sequence ratio: 1 + eps_high (A > 0 above it: zero gradient)",
+             4e-4, 0.0, HUGE_VAL),
 };
 
 /* ---- Metrics ---------------------------------------------------------------------------- */
 enum { M_MASKED_LOW, M_MASKED_HIGH, M_IS_WEIGHT_MEAN, M_SEQ_RATIO_MEAN, M_COUNT };
 
 static const keel_scalar_decl gspo_metrics[M_COUNT] = {
-    {sizeof(keel_scalar_decl), KEEL_REDUCE_TOKEN_MEAN, "masked_fraction_low",
-     "fraction of unmasked tokens in responses clipped because A < 0 and s < 1 - eps_low"},
-    {sizeof(keel_scalar_decl), KEEL_REDUCE_TOKEN_MEAN, "masked_fraction_high",
-     "fraction of unmasked tokens in responses clipped because A > 0 and s > 1 + eps_high"},
-    {sizeof(keel_scalar_decl), KEEL_REDUCE_TOKEN_MEAN, "is_weight_mean",
-     "train-inference IS weight: always 1 (gspo has no train-inference correction)"},
-    {sizeof(keel_scalar_decl), KEEL_REDUCE_TOKEN_MEAN, "seq_ratio_mean",
-     "mean over unmasked tokens of their response's sequence ratio s (log s clamped at 10)"},
+    KP_SCALAR(KEEL_REDUCE_TOKEN_MEAN, "masked_fraction_low",
+              "fraction of unmasked tokens in responses clipped because A < 0 and s < 1 - eps_low"),
+    KP_SCALAR(KEEL_REDUCE_TOKEN_MEAN, "masked_fraction_high",
+              "fraction of unmasked tokens in responses clipped because A > 0 and s > 1 + "
+              "eps_high"),
+    KP_SCALAR(KEEL_REDUCE_TOKEN_MEAN, "is_weight_mean",
+              "train-inference IS weight: always 1 (gspo has no train-inference correction)"),
+    KP_SCALAR(KEEL_REDUCE_TOKEN_MEAN, "seq_ratio_mean",
+              "mean over unmasked tokens of their response's sequence ratio s (log s clamped at "
+              "10)"),
 };
 
 /* ---- Instance --------------------------------------------------------------------------- */
@@ -80,139 +77,36 @@ typedef struct gspo {
   double eps_low, eps_high;
 } gspo;
 
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static keel_status fail(const keel_host *host, keel_status status, const char *fmt, ...) {
-  char message[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(message, sizeof message, fmt, ap);
-  va_end(ap);
-  if (host && host->error) host->error(host, message);
-  return status;
-}
-
 static keel_status gspo_create(const keel_host *host, const keel_params *params,
                                void **out_instance) {
-  double f[P_COUNT]; /* every parameter is a FLOAT */
-  for (int j = 0; j < P_COUNT; j++) f[j] = gspo_params[j].default_f;
-  uint32_t count = params ? params->count : 0;
-  if (count > 0 && !params->values)
-    return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                PLUGIN_NAME ": %u parameter values but values is NULL", (unsigned)count);
-  /* Walk by each value's struct_size (== sizeof as the host compiled it), matching by name. */
-  const char *cursor = count > 0 ? (const char *)params->values : NULL;
-  for (uint32_t k = 0; k < count; k++) {
-    const keel_param_value *v = (const keel_param_value *)(const void *)cursor;
-    if (v->struct_size < sizeof(keel_param_value))
-      return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                  PLUGIN_NAME ": parameter value %u has struct_size %u (< %u)", (unsigned)k,
-                  (unsigned)v->struct_size, (unsigned)sizeof(keel_param_value));
-    cursor += v->struct_size;
-    int j = 0;
-    while (j < P_COUNT && !(v->name && strcmp(v->name, gspo_params[j].name) == 0)) j++;
-    if (j == P_COUNT)
-      return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                  PLUGIN_NAME ": unknown parameter '%s' (valid: eps_low, eps_high)",
-                  v->name ? v->name : "(null)");
-    const keel_param_decl *d = &gspo_params[j];
-    if (v->type != d->type)
-      return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                  PLUGIN_NAME ": parameter '%s' has type %u, expected %u", d->name,
-                  (unsigned)v->type, (unsigned)d->type);
-    if (!(v->f >= d->min_value && v->f <= d->max_value))
-      return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                  PLUGIN_NAME ": parameter '%s' = %g is outside [%g, %g]", d->name, v->f,
-                  d->min_value, d->max_value);
-    f[j] = v->f;
-  }
+  kp_value v[P_COUNT];
+  keel_status s = kp_read_params(host, PLUGIN_NAME, gspo_params, P_COUNT, params, v, 0);
+  if (s) return s;
   gspo *m = malloc(sizeof *m);
-  if (!m) return fail(host, KEEL_ERR_INTERNAL, PLUGIN_NAME ": out of memory creating an instance");
+  if (!m) return kp_fail_oom(host, PLUGIN_NAME);
   m->host = host;
-  m->eps_low = f[P_EPS_LOW];
-  m->eps_high = f[P_EPS_HIGH];
+  m->eps_low = v[P_EPS_LOW].f;
+  m->eps_high = v[P_EPS_HIGH].f;
   *out_instance = m;
   return KEEL_OK;
-}
-
-static void gspo_destroy(void *instance) { free(instance); }
-
-/* Returns 0 when x is finite; otherwise reports which array and token. */
-static keel_status check_finite(const keel_host *host, const char *array, float x, int64_t t,
-                                int64_t i) {
-  if (isfinite(x)) return KEEL_OK;
-  return fail(host, KEEL_ERR_NUMERIC,
-              PLUGIN_NAME ": non-finite %s (%g) at token %lld (response %lld)", array, (double)x,
-              (long long)t, (long long)i);
 }
 
 static keel_status gspo_compute(void *instance, const keel_objective_batch *b,
                                 keel_objective_output *out) {
   const gspo *m = instance;
   const keel_host *host = m->host;
-  if (!b || !out)
-    return fail(host, KEEL_ERR_INVALID_ARGUMENT, PLUGIN_NAME ": NULL batch or output");
-  if (out->metric_count != M_COUNT || !out->metrics)
-    return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                PLUGIN_NAME ": output has %u metric slots, expected %d",
-                (unsigned)out->metric_count, M_COUNT);
-  out->loss = 0.0;
-  for (int k = 0; k < M_COUNT; k++) out->metrics[k] = 0.0;
-
-  const int64_t ns = b->num_sequences, nt = b->num_tokens;
-  if (ns < 0 || nt < 0)
-    return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                PLUGIN_NAME ": negative num_sequences or num_tokens");
-  if (ns == 0) {
-    if (nt != 0)
-      return fail(host, KEEL_ERR_INVALID_ARGUMENT, PLUGIN_NAME ": 0 sequences but %lld tokens",
-                  (long long)nt);
-    return KEEL_OK;
-  }
-  if (!b->seq_offsets)
-    return fail(host, KEEL_ERR_INVALID_ARGUMENT, PLUGIN_NAME ": seq_offsets is NULL");
-  if (b->seq_offsets[0] != 0 || b->seq_offsets[ns] != nt)
-    return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                PLUGIN_NAME ": seq_offsets must run from 0 to num_tokens (%lld), got %lld..%lld",
-                (long long)nt, (long long)b->seq_offsets[0], (long long)b->seq_offsets[ns]);
-  for (int64_t i = 0; i < ns; i++)
-    if (b->seq_offsets[i + 1] < b->seq_offsets[i])
-      return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                  PLUGIN_NAME ": seq_offsets decreases at response %lld", (long long)i);
-  if (nt > 0) {
-    const char *missing = !b->mask ? "mask"
-                          : !b->advantages ? "advantages"
-                          : !b->logp ? "logp"
-                          : !b->logp_old ? "logp_old"
-                          : !out->grad_logp ? "grad_logp (output)"
-                                            : NULL;
-    if (missing) return fail(host, KEEL_ERR_INVALID_ARGUMENT, PLUGIN_NAME ": %s is NULL", missing);
-  }
-
-  /* Pass 1: validate unmasked inputs, count unmasked tokens. */
-  int64_t unmasked = 0;
-  for (int64_t i = 0; i < ns; i++) {
-    for (int64_t t = b->seq_offsets[i]; t < b->seq_offsets[i + 1]; t++) {
-      if (!b->mask[t]) continue;
-      unmasked++;
-      keel_status s = check_finite(host, "logp", b->logp[t], t, i);
-      if (!s && b->logp_frozen) s = check_finite(host, "logp_frozen", b->logp_frozen[t], t, i);
-      if (!s) s = check_finite(host, "logp_old", b->logp_old[t], t, i);
-      if (!s) s = check_finite(host, "advantage", b->advantages[t], t, i);
-      if (s) return s;
-    }
-  }
-  const double S = b->total_sequences;
-  if (unmasked > 0 && !(S > 0.0 && isfinite(S)))
-    return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                PLUGIN_NAME ": %lld unmasked tokens but total_sequences = %g (must be > 0)",
-                (long long)unmasked, S);
-  const double inv_s = unmasked > 0 ? 1.0 / S : 0.0;
+  static const kob_spec spec = {M_COUNT, KOB_TOTAL_SEQUENCES, {KOB_REQUIRED, "logp_old"},
+                                {KOB_IGNORE, NULL}, {KOB_IGNORE, NULL}};
+  kob_checked in;
+  const keel_status status = kob_check(host, PLUGIN_NAME, &spec, b, out, &in);
+  if (status || in.empty) return status;
+  const int64_t ns = b->num_sequences, unmasked = in.unmasked;
+  const double inv_s = unmasked > 0 ? 1.0 / in.total : 0.0;
   const double hi_bound = 1.0 + m->eps_high, lo_bound = 1.0 - m->eps_low;
   const double log_clamp = 10.0; /* verl clamps log s at 10 */
 
-  /* Pass 2: one loss per response, its gradient spread over the response's tokens. */
+  /* One loss per response, its gradient spread over the response's tokens (kob_check has
+   * validated every input read here). */
   double loss_sum = 0.0, ratio_sum = 0.0;
   int64_t n_low = 0, n_high = 0;
   for (int64_t i = 0; i < ns; i++) {
@@ -259,17 +153,17 @@ static keel_status gspo_compute(void *instance, const keel_objective_batch *b,
     const double gd = dvalue * inv_s;
     const float g = gd == 0.0 ? 0.0f : (float)gd;
     if (!isfinite(g) || !isfinite(value))
-      return fail(host, KEEL_ERR_NUMERIC,
-                  PLUGIN_NAME ": loss or gradient not finite for response %lld (first token "
-                              "%lld): A=%g s=%g",
-                  (long long)i, (long long)first, a, exp(sum_live / n));
+      return kp_fail(host, KEEL_ERR_NUMERIC,
+                     PLUGIN_NAME ": loss or gradient not finite for response %lld (first token "
+                                 "%lld): A=%g s=%g",
+                     (long long)i, (long long)first, a, exp(sum_live / n));
     for (int64_t t = lo; t < hi; t++)
       if (b->mask[t]) out->grad_logp[t] = g;
     loss_sum += value;
   }
   const double loss = loss_sum * inv_s;
   if (!isfinite(loss))
-    return fail(host, KEEL_ERR_NUMERIC, PLUGIN_NAME ": loss is not finite (%g)", loss);
+    return kp_fail(host, KEEL_ERR_NUMERIC, PLUGIN_NAME ": loss is not finite (%g)", loss);
   out->loss = loss;
   if (unmasked > 0) {
     const double n = (double)unmasked;
@@ -288,10 +182,7 @@ static const keel_objective_vtable gspo_vtable = {
 };
 
 static const keel_plugin gspo_plugin = {
-    .struct_size = sizeof(keel_plugin),
-    .abi_major = KEEL_ABI_MAJOR,
-    .abi_minor = KEEL_ABI_MINOR,
-    .kind = KEEL_KIND_OBJECTIVE,
+    KP_DESCRIPTOR_HEADER(KEEL_KIND_OBJECTIVE),
     .name = PLUGIN_NAME,
     .version = "1.0.0",
     .description = "GSPO: PPO clip on the sequence ratio s = exp(mean log(pi/pi_old)) clipped per "
@@ -301,19 +192,8 @@ static const keel_plugin gspo_plugin = {
     .param_count = P_COUNT,
     .params = gspo_params,
     .create = gspo_create,
-    .destroy = gspo_destroy,
-    .get_extension = NULL,
+    .destroy = kp_free_instance,
     .vtable = &gspo_vtable,
-    .state_size = NULL,
-    .save_state = NULL,
-    .load_state = NULL,
 };
 
-/* A static const, not the macro: `unsigned < 0` would trip -Wtype-limits while MINOR is 0. */
-static const uint32_t gspo_built_minor = KEEL_ABI_MINOR;
-
-KEEL_EXPORT const keel_plugin *keel_plugin_entry(uint32_t host_abi_major, uint32_t host_abi_minor);
-KEEL_EXPORT const keel_plugin *keel_plugin_entry(uint32_t host_abi_major, uint32_t host_abi_minor) {
-  if (host_abi_major != KEEL_ABI_MAJOR || host_abi_minor < gspo_built_minor) return NULL;
-  return &gspo_plugin;
-}
+KP_DEFINE_ENTRY(gspo_plugin)

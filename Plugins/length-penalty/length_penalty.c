@@ -22,31 +22,28 @@
  * each element's struct_size as the stride. No mutable globals. Exports only
  * keel_plugin_entry.
  */
-#include <keel/keel_plugin.h>
-
 #include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+
+#include "../common/plugin_util.h"
+#include "../common/reward_batch.h"
 
 #define PLUGIN_NAME "length-penalty"
 
-/* ---- Parameters (declaration order is the order create() receives them in) ------------ */
+/* ---- Parameters (declaration order is the order create() receives them in) -------------- */
 enum { P_MAX_LENGTH, P_BUFFER, P_COUNT };
 
 static const keel_param_decl lp_params[P_COUNT] = {
-    {sizeof(keel_param_decl), KEEL_PARAM_INT, "max_length",
-     "tokens at which the penalty reaches -1 (DAPO L_max); longer responses get -1", 0.0, 8, "",
-     1.0, HUGE_VAL},
-    {sizeof(keel_param_decl), KEEL_PARAM_INT, "buffer",
-     "tokens before max_length over which the penalty falls linearly from 0 (DAPO L_cache)", 0.0,
-     2, "", 0.0, HUGE_VAL},
+    KP_INT("max_length",
+           "tokens at which the penalty reaches -1 (DAPO L_max); longer responses get -1", 8, 1.0,
+           HUGE_VAL),
+    KP_INT("buffer",
+           "tokens before max_length over which the penalty falls linearly from 0 (DAPO L_cache)",
+           2, 0.0, HUGE_VAL),
 };
 
 static const keel_scalar_decl lp_components[1] = {
-    {sizeof(keel_scalar_decl), KEEL_REDUCE_SEQUENCE_MEAN, "overlong",
-     "1 if the response is longer than max_length tokens, else 0"},
+    KP_SCALAR(KEEL_REDUCE_SEQUENCE_MEAN, "overlong",
+              "1 if the response is longer than max_length tokens, else 0"),
 };
 
 typedef struct length_penalty {
@@ -54,109 +51,49 @@ typedef struct length_penalty {
   int64_t max_length, buffer;
 } length_penalty;
 
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static keel_status fail(const keel_host *host, keel_status status, const char *fmt, ...) {
-  char message[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(message, sizeof message, fmt, ap);
-  va_end(ap);
-  if (host && host->error) host->error(host, message);
-  return status;
-}
-
 static keel_status lp_create(const keel_host *host, const keel_params *params,
                              void **out_instance) {
-  int64_t iv[P_COUNT]; /* every parameter is an INT */
-  for (int j = 0; j < P_COUNT; j++) iv[j] = lp_params[j].default_i;
-  uint32_t count = params ? params->count : 0;
-  if (count > 0 && !params->values)
-    return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                PLUGIN_NAME ": %u parameter values but values is NULL", (unsigned)count);
-  /* Walk by each value's struct_size (== sizeof as the host compiled it), matching by name. */
-  const char *cursor = count > 0 ? (const char *)params->values : NULL;
-  for (uint32_t k = 0; k < count; k++) {
-    const keel_param_value *v = (const keel_param_value *)(const void *)cursor;
-    if (v->struct_size < sizeof(keel_param_value))
-      return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                  PLUGIN_NAME ": parameter value %u has struct_size %u (< %u)", (unsigned)k,
-                  (unsigned)v->struct_size, (unsigned)sizeof(keel_param_value));
-    cursor += v->struct_size;
-    int j = 0;
-    while (j < P_COUNT && !(v->name && strcmp(v->name, lp_params[j].name) == 0)) j++;
-    if (j == P_COUNT)
-      return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                  PLUGIN_NAME ": unknown parameter '%s' (valid: max_length, buffer)",
-                  v->name ? v->name : "(null)");
-    const keel_param_decl *d = &lp_params[j];
-    if (v->type != d->type)
-      return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                  PLUGIN_NAME ": parameter '%s' has type %u, expected %u", d->name,
-                  (unsigned)v->type, (unsigned)d->type);
-    if (!((double)v->i >= d->min_value && (double)v->i <= d->max_value))
-      return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                  PLUGIN_NAME ": parameter '%s' = %lld is outside [%g, %g]", d->name,
-                  (long long)v->i, d->min_value, d->max_value);
-    iv[j] = v->i;
-  }
-  if (iv[P_BUFFER] > iv[P_MAX_LENGTH])
-    return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                PLUGIN_NAME ": parameter 'buffer' = %lld exceeds 'max_length' = %lld",
-                (long long)iv[P_BUFFER], (long long)iv[P_MAX_LENGTH]);
+  kp_value v[P_COUNT];
+  keel_status s = kp_read_params(host, PLUGIN_NAME, lp_params, P_COUNT, params, v, 0);
+  if (s) return s;
+  if (v[P_BUFFER].i > v[P_MAX_LENGTH].i)
+    return kp_fail(host, KEEL_ERR_INVALID_ARGUMENT,
+                   PLUGIN_NAME ": parameter 'buffer' = %lld exceeds 'max_length' = %lld",
+                   (long long)v[P_BUFFER].i, (long long)v[P_MAX_LENGTH].i);
   length_penalty *m = malloc(sizeof *m);
-  if (!m) return fail(host, KEEL_ERR_INTERNAL, PLUGIN_NAME ": out of memory creating an instance");
+  if (!m) return kp_fail_oom(host, PLUGIN_NAME);
   m->host = host;
-  m->max_length = iv[P_MAX_LENGTH];
-  m->buffer = iv[P_BUFFER];
+  m->max_length = v[P_MAX_LENGTH].i;
+  m->buffer = v[P_BUFFER].i;
   *out_instance = m;
   return KEEL_OK;
 }
 
-static void lp_destroy(void *instance) { free(instance); }
+static keel_status lp_score(const void *instance, const keel_reward_sample *s, int64_t i,
+                            keel_reward_output *out) {
+  const length_penalty *m = instance;
+  const int64_t start = m->max_length - m->buffer; /* the buffer begins after this length */
+  const int64_t len = s->response_len;
+  if (len < 0)
+    return kp_fail(m->host, KEEL_ERR_INVALID_ARGUMENT,
+                   PLUGIN_NAME ": sample %lld has response_len %lld (< 0)", (long long)i,
+                   (long long)len);
+  double r;
+  if (len <= start)
+    r = 0.0;
+  else if (len <= m->max_length)
+    r = (double)(start - len) / (double)m->buffer; /* buffer > 0 here */
+  else
+    r = -1.0;
+  out->rewards[i] = (float)r;
+  out->components[i] = len > m->max_length ? 1.0 : 0.0;
+  return KEEL_OK;
+}
 
 static keel_status lp_compute(void *instance, const keel_reward_batch *batch,
                               keel_reward_output *out) {
   const length_penalty *m = instance;
-  const keel_host *host = m->host;
-  if (!batch || !out)
-    return fail(host, KEEL_ERR_INVALID_ARGUMENT, PLUGIN_NAME ": NULL batch or output");
-  if (batch->count < 0)
-    return fail(host, KEEL_ERR_INVALID_ARGUMENT, PLUGIN_NAME ": negative count %lld",
-                (long long)batch->count);
-  if (batch->count == 0) return KEEL_OK;
-  if (!batch->samples || !out->rewards)
-    return fail(host, KEEL_ERR_INVALID_ARGUMENT, PLUGIN_NAME ": samples or rewards is NULL");
-  if (out->component_count != 1 || !out->components)
-    return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                PLUGIN_NAME ": output has %u component slots, expected 1",
-                (unsigned)out->component_count);
-  const int64_t start = m->max_length - m->buffer; /* the buffer begins after this length */
-  const char *cursor = (const char *)batch->samples;
-  for (int64_t i = 0; i < batch->count; i++) {
-    const keel_reward_sample *s = (const keel_reward_sample *)(const void *)cursor;
-    if (s->struct_size < sizeof(keel_reward_sample))
-      return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                  PLUGIN_NAME ": sample %lld has struct_size %u (< %u)", (long long)i,
-                  (unsigned)s->struct_size, (unsigned)sizeof(keel_reward_sample));
-    cursor += s->struct_size;
-    const int64_t len = s->response_len;
-    if (len < 0)
-      return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                  PLUGIN_NAME ": sample %lld has response_len %lld (< 0)", (long long)i,
-                  (long long)len);
-    double r;
-    if (len <= start)
-      r = 0.0;
-    else if (len <= m->max_length)
-      r = (double)(start - len) / (double)m->buffer; /* buffer > 0 here */
-    else
-      r = -1.0;
-    out->rewards[i] = (float)r;
-    out->components[i] = len > m->max_length ? 1.0 : 0.0;
-  }
-  return KEEL_OK;
+  return kr_compute(m->host, PLUGIN_NAME, m, batch, out, 1, lp_score);
 }
 
 /* ---- Descriptor ------------------------------------------------------------------------- */
@@ -165,10 +102,7 @@ static const keel_reward_vtable lp_vtable = {
 };
 
 static const keel_plugin lp_plugin = {
-    .struct_size = sizeof(keel_plugin),
-    .abi_major = KEEL_ABI_MAJOR,
-    .abi_minor = KEEL_ABI_MINOR,
-    .kind = KEEL_KIND_REWARD,
+    KP_DESCRIPTOR_HEADER(KEEL_KIND_REWARD),
     .name = PLUGIN_NAME,
     .version = "1.0.0",
     .description = "DAPO overlong penalty on the token count: 0 up to max_length - buffer, linear "
@@ -176,19 +110,8 @@ static const keel_plugin lp_plugin = {
     .param_count = P_COUNT,
     .params = lp_params,
     .create = lp_create,
-    .destroy = lp_destroy,
-    .get_extension = NULL,
+    .destroy = kp_free_instance,
     .vtable = &lp_vtable,
-    .state_size = NULL,
-    .save_state = NULL,
-    .load_state = NULL,
 };
 
-/* A static const, not the macro: `unsigned < 0` would trip -Wtype-limits while MINOR is 0. */
-static const uint32_t lp_built_minor = KEEL_ABI_MINOR;
-
-KEEL_EXPORT const keel_plugin *keel_plugin_entry(uint32_t host_abi_major, uint32_t host_abi_minor);
-KEEL_EXPORT const keel_plugin *keel_plugin_entry(uint32_t host_abi_major, uint32_t host_abi_minor) {
-  if (host_abi_major != KEEL_ABI_MAJOR || host_abi_minor < lp_built_minor) return NULL;
-  return &lp_plugin;
-}
+KP_DEFINE_ENTRY(lp_plugin)

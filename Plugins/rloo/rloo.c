@@ -19,99 +19,35 @@
  * failure calls host->error first. No parameters, no mutable globals. Exports only
  * keel_plugin_entry.
  */
-#include <keel/keel_plugin.h>
-
-#include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
+#include "../common/group_stats.h"
+#include "../common/plugin_util.h"
 
 #define PLUGIN_NAME "rloo"
 
-/* ---- Instance --------------------------------------------------------------------------- */
-typedef struct rloo {
-  const keel_host *host;
-} rloo;
-
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static keel_status fail(const keel_host *host, keel_status status, const char *fmt, ...) {
-  char message[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(message, sizeof message, fmt, ap);
-  va_end(ap);
-  if (host && host->error) host->error(host, message);
-  return status;
-}
-
+/* ---- Instance: the host table only (no parameters) -------------------------------------- */
 static keel_status rloo_create(const keel_host *host, const keel_params *params,
                                void **out_instance) {
-  uint32_t count = params ? params->count : 0;
-  if (count > 0) {
-    const keel_param_value *v = params->values;
-    return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                PLUGIN_NAME ": unknown parameter '%s' (this plugin has no parameters)",
-                v && v->name ? v->name : "(null)");
-  }
-  rloo *m = malloc(sizeof *m);
-  if (!m) return fail(host, KEEL_ERR_INTERNAL, PLUGIN_NAME ": out of memory creating an instance");
-  m->host = host;
-  *out_instance = m;
-  return KEEL_OK;
-}
-
-static void rloo_destroy(void *instance) { free(instance); }
-
-/* ---- Grouping: (group_id, index) pairs sorted, so each group is a contiguous run -------- */
-typedef struct member {
-  int64_t group;
-  int64_t index;
-} member;
-
-static int member_cmp(const void *pa, const void *pb) {
-  const member *a = pa, *b = pb;
-  if (a->group != b->group) return a->group < b->group ? -1 : 1;
-  return (a->index > b->index) - (a->index < b->index);
+  return kp_create_host_only(host, PLUGIN_NAME, params, out_instance);
 }
 
 static keel_status rloo_compute(void *instance, const keel_baseline_batch *b,
                                 keel_baseline_output *out) {
-  const rloo *m = instance;
+  const kp_host_only *m = instance;
   const keel_host *host = m->host;
-  if (!b || !out)
-    return fail(host, KEEL_ERR_INVALID_ARGUMENT, PLUGIN_NAME ": NULL batch or output");
+  int empty;
+  keel_status s = kb_check_inputs(host, PLUGIN_NAME, b, out, KB_GROUP_IDS, &empty);
+  if (s || empty) return s;
+  kb_member *order;
+  if ((s = kb_group_order(host, PLUGIN_NAME, b, &order))) return s;
   const int64_t n = b->count;
-  if (n < 0)
-    return fail(host, KEEL_ERR_INVALID_ARGUMENT, PLUGIN_NAME ": negative count %lld",
-                (long long)n);
-  if (n == 0) return KEEL_OK;
-  if (!b->rewards || !b->group_ids || !out->advantages)
-    return fail(host, KEEL_ERR_INVALID_ARGUMENT,
-                PLUGIN_NAME ": rewards, group_ids or advantages is NULL");
-  for (int64_t i = 0; i < n; i++)
-    if (!isfinite(b->rewards[i]))
-      return fail(host, KEEL_ERR_NUMERIC, PLUGIN_NAME ": reward of response %lld is %g",
-                  (long long)i, (double)b->rewards[i]);
-  member *order = malloc((size_t)n * sizeof *order);
-  if (!order)
-    return fail(host, KEEL_ERR_INTERNAL, PLUGIN_NAME ": out of memory grouping %lld responses",
-                (long long)n);
-  for (int64_t i = 0; i < n; i++) order[i] = (member){b->group_ids[i], i};
-  qsort(order, (size_t)n, sizeof *order, member_cmp);
   for (int64_t lo = 0; lo < n;) {
-    int64_t hi = lo + 1;
-    while (hi < n && order[hi].group == order[lo].group) hi++;
-    const int64_t g = hi - lo;
-    double sum = 0.0;
-    for (int64_t k = lo; k < hi; k++) sum += b->rewards[order[k].index];
-    for (int64_t k = lo; k < hi; k++) {
+    const kb_group g = kb_group_at(order, n, lo, b->rewards);
+    for (int64_t k = g.lo; k < g.hi; k++) {
       const int64_t i = order[k].index;
       const double r = b->rewards[i];
-      out->advantages[i] = g == 1 ? 0.0f : (float)(r - (sum - r) / (double)(g - 1));
+      out->advantages[i] = g.size == 1 ? 0.0f : (float)(r - (g.sum - r) / (double)(g.size - 1));
     }
-    lo = hi;
+    lo = g.hi;
   }
   free(order);
   return KEEL_OK;
@@ -123,10 +59,7 @@ static const keel_baseline_vtable rloo_vtable = {
 };
 
 static const keel_plugin rloo_plugin = {
-    .struct_size = sizeof(keel_plugin),
-    .abi_major = KEEL_ABI_MAJOR,
-    .abi_minor = KEEL_ABI_MINOR,
-    .kind = KEEL_KIND_BASELINE,
+    KP_DESCRIPTOR_HEADER(KEEL_KIND_BASELINE),
     .name = PLUGIN_NAME,
     .version = "1.0.0",
     .description = "RLOO: R - mean reward of the other responses to the same prompt "
@@ -135,19 +68,8 @@ static const keel_plugin rloo_plugin = {
     .param_count = 0,
     .params = NULL,
     .create = rloo_create,
-    .destroy = rloo_destroy,
-    .get_extension = NULL,
+    .destroy = kp_free_instance,
     .vtable = &rloo_vtable,
-    .state_size = NULL,
-    .save_state = NULL,
-    .load_state = NULL,
 };
 
-/* A static const, not the macro: `unsigned < 0` would trip -Wtype-limits while MINOR is 0. */
-static const uint32_t rloo_built_minor = KEEL_ABI_MINOR;
-
-KEEL_EXPORT const keel_plugin *keel_plugin_entry(uint32_t host_abi_major, uint32_t host_abi_minor);
-KEEL_EXPORT const keel_plugin *keel_plugin_entry(uint32_t host_abi_major, uint32_t host_abi_minor) {
-  if (host_abi_major != KEEL_ABI_MAJOR || host_abi_minor < rloo_built_minor) return NULL;
-  return &rloo_plugin;
-}
+KP_DEFINE_ENTRY(rloo_plugin)
