@@ -134,7 +134,7 @@ public final class Sampler: @unchecked Sendable {
 
   func decode(_ requests: [SampleRequest], params: SamplingParams, seed: UInt64, step: Int, forced: [[Int32]]?) -> [SampleResult] {
     let c = config, L = weights.layout
-    let C = c.hiddenSize, H = c.numAttentionHeads, KV = c.numKeyValueHeads, D = c.headDim, V = c.vocabSize
+    let C = c.hiddenSize, KV = c.numKeyValueHeads, D = c.headDim, V = c.vocabSize
     let k = c.isMoE ? c.numExpertsPerTok : 0
     let B = requests.count
     guard B > 0 else { return [] }
@@ -145,67 +145,25 @@ public final class Sampler: @unchecked Sendable {
     var results = requests.map { _ in SampleResult(tokens: [], logp: [], routing: Array(repeating: [], count: L.layers.filter(\.isSparse).count), truncated: false) }
     var done = forced.map { $0.map(\.isEmpty) } ?? [Bool](repeating: false, count: B)
     let kvStride = KV * D
-    let cacheK = L.layers.map { _ in FloatBuffer(B * maxLen * kvStride) }
-    let cacheV = L.layers.map { _ in FloatBuffer(B * maxLen * kvStride) }
-    let scale = 1 / Float(D).squareRoot()
-    for t in 0..<(maxLen - 1) {
-      let active = (0..<B).filter { !done[$0] && t < seqs[$0].count }
-      if active.isEmpty { break }
-      let M = active.count
-      let positions = Buffer<Int32>(M)
-      var x = FloatBuffer(M * C)
-      for (i, b) in active.enumerated() {
-        positions[i] = Int32(t)
-        (x.p + i * C).update(from: weights.w(L.embed) + Int(seqs[b][t]) * C, count: C)
+    let cache = KVCache(layers: L.layers.count, sequences: B, maxLen: maxLen, rowWidth: kvStride)
+    // Prefill: every prompt position but the last, all sequences at once (big, efficient
+    // products). Every operation is row-local, so this gives the same bits as feeding the
+    // positions one decode step at a time.
+    let prefill = (0..<B).flatMap { b in (0..<max(0, seqs[b].count - 1)).map { (b, $0) } }
+    if !prefill.isEmpty {
+      let experts = forwardRows(prefill, tokens: prefill.map { seqs[$0.0][$0.1] }, cache: cache, maxLen: maxLen).experts
+      for (i, (b, _)) in prefill.enumerated() {
+        for l in experts.indices { results[b].routing[l].append(contentsOf: experts[l][(i * k)..<((i + 1) * k)]) }
       }
-      var sparse = 0
-      for (l, slots) in L.layers.enumerated() {
-        let normed = FloatBuffer(M * C)
-        kk_rmsnorm_forward(normed.p, nil, x.p, weights.w(slots.inputNorm), Int64(M), Int64(C), c.rmsNormEps)
-        round(normed.p, M * C)
-        let q = FloatBuffer(M * H * D), kk = FloatBuffer(M * kvStride), v = FloatBuffer(M * kvStride)
-        matmul(q.p, normed.p, slots.q, M: M, N: H * D, K: C)
-        matmul(kk.p, normed.p, slots.k, M: M, N: kvStride, K: C)
-        matmul(v.p, normed.p, slots.v, M: M, N: kvStride, K: C)
-        let qn = FloatBuffer(M * H * D), kn = FloatBuffer(M * kvStride)
-        kk_rmsnorm_forward(qn.p, nil, q.p, weights.w(slots.qNorm), Int64(M * H), Int64(D), c.rmsNormEps)
-        kk_rmsnorm_forward(kn.p, nil, kk.p, weights.w(slots.kNorm), Int64(M * KV), Int64(D), c.rmsNormEps)
-        round(qn.p, M * H * D); round(kn.p, M * kvStride)
-        kk_rope_forward_table(qn.p, positions.p, ropeCos.p, ropeSin.p, Int64(M), Int32(H), Int32(D))
-        kk_rope_forward_table(kn.p, positions.p, ropeCos.p, ropeSin.p, Int64(M), Int32(KV), Int32(D))
-        round(qn.p, M * H * D); round(kn.p, M * kvStride)
-        let att = FloatBuffer(M * H * D)
-        let ck = cacheK[l], cv = cacheV[l]
-        compute.parallelRanges(M, grain: 8) { lo, hi in
-          for i in lo..<hi {
-            let b = active[i], base = (b * maxLen) * kvStride
-            (ck.p + base + t * kvStride).update(from: kn.p + i * kvStride, count: kvStride)
-            (cv.p + base + t * kvStride).update(from: v.p + i * kvStride, count: kvStride)
-            kk_attention_row_forward(att.p + i * H * D, nil, qn.p + i * H * D, ck.p + base, cv.p + base,
-                                     Int64(kvStride), Int64(t + 1), Int32(H), Int32(KV), Int32(D), scale)
-          }
-        }
-        round(att.p, M * H * D)
-        let h1 = FloatBuffer(M * C)
-        matmul(h1.p, att.p, slots.o, M: M, N: C, K: H * D)
-        for i in 0..<(M * C) { h1.p[i] += x.p[i] }
-        round(h1.p, M * C)
-        let normed2 = FloatBuffer(M * C)
-        kk_rmsnorm_forward(normed2.p, nil, h1.p, weights.w(slots.postNorm), Int64(M), Int64(C), c.rmsNormEps)
-        round(normed2.p, M * C)
-        let out = FloatBuffer(M * C)
-        if slots.isSparse {
-          let experts = moe(out: out, normed: normed2, slots: slots, M: M)
-          for (i, b) in active.enumerated() {
-            results[b].routing[sparse].append(contentsOf: experts[(i * k)..<((i + 1) * k)])
-          }
-          sparse += 1
-        } else {
-          dense(out: out, normed: normed2, slots: slots, M: M)
-        }
-        for i in 0..<(M * C) { out.p[i] += h1.p[i] }
-        round(out.p, M * C)
-        x = out
+    }
+    let start = (0..<B).map { seqs[$0].count - 1 }
+    for t in (start.min() ?? 0)..<(maxLen - 1) {
+      let active = (0..<B).filter { !done[$0] && t >= start[$0] && t < seqs[$0].count }
+      if active.isEmpty { if (0..<B).allSatisfy({ done[$0] || seqs[$0].count <= t }) { break } else { continue } }
+      let rows = active.map { ($0, t) }
+      let (x, experts) = forwardRows(rows, tokens: active.map { seqs[$0][t] }, cache: cache, maxLen: maxLen)
+      for (i, b) in active.enumerated() {
+        for l in experts.indices { results[b].routing[l].append(contentsOf: experts[l][(i * k)..<((i + 1) * k)]) }
       }
       // Which rows sample a next token: those at the end of their known tokens.
       let sampling = active.enumerated().filter { t == seqs[$0.element].count - 1 }
@@ -244,6 +202,82 @@ public final class Sampler: @unchecked Sendable {
       }
     }
     return results
+  }
+
+  /// K and V of every layer, sequence and position: [layer][sequence][position][KV·D].
+  final class KVCache {
+    let k: [FloatBuffer], v: [FloatBuffer]
+    init(layers: Int, sequences: Int, maxLen: Int, rowWidth: Int) {
+      k = (0..<layers).map { _ in FloatBuffer(sequences * maxLen * rowWidth) }
+      v = (0..<layers).map { _ in FloatBuffer(sequences * maxLen * rowWidth) }
+    }
+  }
+
+  /// The whole layer stack for a set of (sequence, position) rows whose earlier positions are
+  /// already in the cache (rows of one sequence in increasing position order). Writes each
+  /// row's K and V into the cache, then attends. Returns the final hidden state per row and
+  /// the experts chosen per MoE layer ([row * k + slot]).
+  func forwardRows(_ rows: [(Int, Int)], tokens: [Int32], cache: KVCache, maxLen: Int) -> (x: FloatBuffer, experts: [[Int32]]) {
+    let c = config, L = weights.layout
+    let C = c.hiddenSize, H = c.numAttentionHeads, KV = c.numKeyValueHeads, D = c.headDim
+    let kvStride = KV * D
+    let M = rows.count
+    let scale = 1 / Float(D).squareRoot()
+    let positions = Buffer<Int32>(M)
+    var x = FloatBuffer(M * C)
+    for (i, (_, pos)) in rows.enumerated() {
+      positions[i] = Int32(pos)
+      (x.p + i * C).update(from: weights.w(L.embed) + Int(tokens[i]) * C, count: C)
+    }
+    var experts: [[Int32]] = []
+    for (l, slots) in L.layers.enumerated() {
+      let normed = FloatBuffer(M * C)
+      kk_rmsnorm_forward(normed.p, nil, x.p, weights.w(slots.inputNorm), Int64(M), Int64(C), c.rmsNormEps)
+      round(normed.p, M * C)
+      let q = FloatBuffer(M * H * D), kk = FloatBuffer(M * kvStride), v = FloatBuffer(M * kvStride)
+      matmul(q.p, normed.p, slots.q, M: M, N: H * D, K: C)
+      matmul(kk.p, normed.p, slots.k, M: M, N: kvStride, K: C)
+      matmul(v.p, normed.p, slots.v, M: M, N: kvStride, K: C)
+      let qn = FloatBuffer(M * H * D), kn = FloatBuffer(M * kvStride)
+      kk_rmsnorm_forward(qn.p, nil, q.p, weights.w(slots.qNorm), Int64(M * H), Int64(D), c.rmsNormEps)
+      kk_rmsnorm_forward(kn.p, nil, kk.p, weights.w(slots.kNorm), Int64(M * KV), Int64(D), c.rmsNormEps)
+      round(qn.p, M * H * D); round(kn.p, M * kvStride)
+      kk_rope_forward_table(qn.p, positions.p, ropeCos.p, ropeSin.p, Int64(M), Int32(H), Int32(D))
+      kk_rope_forward_table(kn.p, positions.p, ropeCos.p, ropeSin.p, Int64(M), Int32(KV), Int32(D))
+      round(qn.p, M * H * D); round(kn.p, M * kvStride)
+      let att = FloatBuffer(M * H * D)
+      let ck = cache.k[l], cv = cache.v[l]
+      for (i, (b, pos)) in rows.enumerated() {  // every row's K and V first, then attention
+        let at = (b * maxLen + pos) * kvStride
+        (ck.p + at).update(from: kn.p + i * kvStride, count: kvStride)
+        (cv.p + at).update(from: v.p + i * kvStride, count: kvStride)
+      }
+      compute.parallelRanges(M, grain: 8) { lo, hi in
+        for i in lo..<hi {
+          let (b, pos) = rows[i], base = (b * maxLen) * kvStride
+          kk_attention_row_forward(att.p + i * H * D, nil, qn.p + i * H * D, ck.p + base, cv.p + base,
+                                   Int64(kvStride), Int64(pos + 1), Int32(H), Int32(KV), Int32(D), scale)
+        }
+      }
+      round(att.p, M * H * D)
+      let h1 = FloatBuffer(M * C)
+      matmul(h1.p, att.p, slots.o, M: M, N: C, K: H * D)
+      for i in 0..<(M * C) { h1.p[i] += x.p[i] }
+      round(h1.p, M * C)
+      let normed2 = FloatBuffer(M * C)
+      kk_rmsnorm_forward(normed2.p, nil, h1.p, weights.w(slots.postNorm), Int64(M), Int64(C), c.rmsNormEps)
+      round(normed2.p, M * C)
+      let out = FloatBuffer(M * C)
+      if slots.isSparse {
+        experts.append(moe(out: out, normed: normed2, slots: slots, M: M))
+      } else {
+        dense(out: out, normed: normed2, slots: slots, M: M)
+      }
+      for i in 0..<(M * C) { out.p[i] += h1.p[i] }
+      round(out.p, M * C)
+      x = out
+    }
+    return (x, experts)
   }
 
   func dense(out: FloatBuffer, normed: FloatBuffer, slots: LayerSlots, M: Int) {
