@@ -9,6 +9,13 @@ public final class Buffer<T: Numeric>: @unchecked Sendable {
     p = .allocate(capacity: max(count, 1))
     p.initialize(repeating: 0, count: max(count, 1))
   }
+  /// Storage whose every element the caller writes before reading (kernel outputs that
+  /// overwrite): skips the zero fill, which was ~5% of a decode step.
+  public init(uninitialized count: Int) {
+    _ = allocatorTuned
+    self.count = count
+    p = .allocate(capacity: max(count, 1))
+  }
   public convenience init(_ values: [T]) {
     self.init(values.count)
     values.withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: values.count) }

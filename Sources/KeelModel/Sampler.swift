@@ -224,28 +224,28 @@ public final class Sampler: @unchecked Sendable {
     let M = rows.count
     let scale = 1 / Float(D).squareRoot()
     let positions = Buffer<Int32>(M)
-    var x = FloatBuffer(M * C)
+    var x = FloatBuffer(uninitialized: M * C)
     for (i, (_, pos)) in rows.enumerated() {
       positions[i] = Int32(pos)
       (x.p + i * C).update(from: weights.w(L.embed) + Int(tokens[i]) * C, count: C)
     }
     var experts: [[Int32]] = []
     for (l, slots) in L.layers.enumerated() {
-      let normed = FloatBuffer(M * C)
+      let normed = FloatBuffer(uninitialized: M * C)
       kk_rmsnorm_forward(normed.p, nil, x.p, weights.w(slots.inputNorm), Int64(M), Int64(C), c.rmsNormEps)
       round(normed.p, M * C)
-      let q = FloatBuffer(M * H * D), kk = FloatBuffer(M * kvStride), v = FloatBuffer(M * kvStride)
+      let q = FloatBuffer(uninitialized: M * H * D), kk = FloatBuffer(uninitialized: M * kvStride), v = FloatBuffer(uninitialized: M * kvStride)
       matmul(q.p, normed.p, slots.q, M: M, N: H * D, K: C)
       matmul(kk.p, normed.p, slots.k, M: M, N: kvStride, K: C)
       matmul(v.p, normed.p, slots.v, M: M, N: kvStride, K: C)
-      let qn = FloatBuffer(M * H * D), kn = FloatBuffer(M * kvStride)
+      let qn = FloatBuffer(uninitialized: M * H * D), kn = FloatBuffer(uninitialized: M * kvStride)
       kk_rmsnorm_forward(qn.p, nil, q.p, weights.w(slots.qNorm), Int64(M * H), Int64(D), c.rmsNormEps)
       kk_rmsnorm_forward(kn.p, nil, kk.p, weights.w(slots.kNorm), Int64(M * KV), Int64(D), c.rmsNormEps)
       round(qn.p, M * H * D); round(kn.p, M * kvStride)
       kk_rope_forward_table(qn.p, positions.p, ropeCos.p, ropeSin.p, Int64(M), Int32(H), Int32(D))
       kk_rope_forward_table(kn.p, positions.p, ropeCos.p, ropeSin.p, Int64(M), Int32(KV), Int32(D))
       round(qn.p, M * H * D); round(kn.p, M * kvStride)
-      let att = FloatBuffer(M * H * D)
+      let att = FloatBuffer(uninitialized: M * H * D)
       let ck = cache.k[l], cv = cache.v[l]
       for (i, (b, pos)) in rows.enumerated() {  // every row's K and V first, then attention
         let at = (b * maxLen + pos) * kvStride
@@ -260,14 +260,14 @@ public final class Sampler: @unchecked Sendable {
         }
       }
       round(att.p, M * H * D)
-      let h1 = FloatBuffer(M * C)
+      let h1 = FloatBuffer(uninitialized: M * C)
       matmul(h1.p, att.p, slots.o, M: M, N: C, K: H * D)
       for i in 0..<(M * C) { h1.p[i] += x.p[i] }
       round(h1.p, M * C)
-      let normed2 = FloatBuffer(M * C)
+      let normed2 = FloatBuffer(uninitialized: M * C)
       kk_rmsnorm_forward(normed2.p, nil, h1.p, weights.w(slots.postNorm), Int64(M), Int64(C), c.rmsNormEps)
       round(normed2.p, M * C)
-      let out = FloatBuffer(M * C)
+      let out = FloatBuffer(uninitialized: M * C)
       if slots.isSparse {
         experts.append(moe(out: out, normed: normed2, slots: slots, M: M))
       } else {
@@ -282,7 +282,7 @@ public final class Sampler: @unchecked Sendable {
 
   func dense(out: FloatBuffer, normed: FloatBuffer, slots: LayerSlots, M: Int) {
     let C = config.hiddenSize, F = config.intermediateSize
-    let g = FloatBuffer(M * F), u = FloatBuffer(M * F), act = FloatBuffer(M * F)
+    let g = FloatBuffer(uninitialized: M * F), u = FloatBuffer(uninitialized: M * F), act = FloatBuffer(uninitialized: M * F)
     matmul(g.p, normed.p, slots.gate!, M: M, N: F, K: C)
     matmul(u.p, normed.p, slots.up!, M: M, N: F, K: C)
     kk_swiglu_forward(act.p, g.p, u.p, Int64(M), Int64(F))
@@ -294,20 +294,20 @@ public final class Sampler: @unchecked Sendable {
   func moe(out: FloatBuffer, normed: FloatBuffer, slots: LayerSlots, M: Int) -> [Int32] {
     let c = config
     let C = c.hiddenSize, E = c.numExperts, k = c.numExpertsPerTok, F = c.moeIntermediateSize
-    let logits = FloatBuffer(M * E), probs = FloatBuffer(M * E), gates = FloatBuffer(M * k)
-    let experts = Buffer<Int32>(M * k)
+    let logits = FloatBuffer(uninitialized: M * E), probs = FloatBuffer(uninitialized: M * E), gates = FloatBuffer(uninitialized: M * k)
+    let experts = Buffer<Int32>(uninitialized: M * k)
     matmul(logits.p, normed.p, slots.router!, M: M, N: E, K: C)
     kk_router_forward(experts.p, gates.p, probs.p, logits.p, nil, Int64(M), Int32(E), Int32(k), c.normTopkProb ? 1 : 0)
     round(gates.p, M * k)
     var rows = [[Int]](repeating: [], count: E)
     for i in 0..<(M * k) { rows[Int(experts[i])].append(i) }
-    let Y = FloatBuffer(M * k * C)
+    let Y = FloatBuffer(uninitialized: M * k * C)
     // experts in parallel, each on one thread, each writing only its own rows of Y
     let one = compute.single
     compute.forEach(E) { e in
       let n = rows[e].count
       guard n > 0 else { return }
-      let x = FloatBuffer(n * C), g = FloatBuffer(n * F), u = FloatBuffer(n * F), act = FloatBuffer(n * F), y = FloatBuffer(n * C)
+      let x = FloatBuffer(uninitialized: n * C), g = FloatBuffer(uninitialized: n * F), u = FloatBuffer(uninitialized: n * F), act = FloatBuffer(uninitialized: n * F), y = FloatBuffer(uninitialized: n * C)
       for (j, entry) in rows[e].enumerated() { (x.p + j * C).update(from: normed.p + (entry / k) * C, count: C) }
       matmul(g.p, x.p, slots.expertGate[e], M: n, N: F, K: C, on: one)
       matmul(u.p, x.p, slots.expertUp[e], M: n, N: F, K: C, on: one)
