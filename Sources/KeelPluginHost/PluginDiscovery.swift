@@ -107,6 +107,10 @@ public struct PluginDiscovery: Sendable {
     }
     let listing = list()
     if let hit = listing.plugins.first(where: { $0.name == name }) { return hit }
+    // A library that would have matched but failed to load: say why, not just "not found".
+    if let broken = listing.failures.first(where: { $0.path.hasSuffix("/libkeel-\(name).so") || $0.path.hasSuffix("/lib\(name).so") }) {
+      throw broken.error
+    }
     throw PluginError.notFound(name: name, searched: directories, available: listing.plugins.map(\.name).sorted())
   }
 }

@@ -95,9 +95,6 @@ public final class Trainer {
     } else {
       policy = Policy(store: ParameterStore(config: modelConfig, seed: seed), precision: precision, threads: threads)
     }
-    guard policy.store.layout.config == modelConfig || checkpoint != nil || coldDir != nil else {
-      throw TrainerError(message: "the starting checkpoint's config does not match model.preset")
-    }
     if config.bool("train.kl_ref") {
       let refStore = coldDir.map { try? Checkpoint.load(directory: $0).0 } ?? nil
       reference = TrainingEngine(store: refStore ?? policy.store.copy(), compute: policy.engine.compute)

@@ -107,4 +107,11 @@ final class FaultMatrixTests: XCTestCase {
     XCTAssertEqual(try d.resolve("minirl").name, "minirl")
     expectError({ try d.resolve("minrl") }, contains: ["no plugin named 'minrl'", "minirl", "reinforce", "KEEL_PLUGIN_PATH"])
   }
+
+  func testANameWhoseLibraryIsBrokenSaysWhyNotJustNotFound() throws {
+    let dir = TestSupport.tempDir()
+    _ = try TestSupport.compileLibrary([TestSupport.root + "/Tests/Fixtures/plugins/abi_major.c"], into: dir, name: "libfixture-abi-major.so")
+    let d = PluginDiscovery(directories: [dir])
+    expectError({ try d.resolve("fixture-abi-major") }, contains: ["implements ABI 2.0 but this keel hosts ABI 1.0"])
+  }
 }
