@@ -221,6 +221,11 @@ extension Trainer {
     if monitor {
       for (k, v) in Diagnostics.perStep(diagnostics) { out[k] = v }
       out["time_diagnostics"] = monitorSeconds
+      for (index, d) in diagnostics.enumerated() {
+        var row = d
+        row["minibatch"] = Double(index)
+        diagnosticsWriter?.write(row, step: step)
+      }
     }
     return out
   }

@@ -34,6 +34,8 @@ public final class Trainer {
   var evalHistory: [(step: Int, greedy: Double, sampled: Double, trainSeconds: Double)] = []
   var trainSeconds = 0.0
   var metricsWriter: JSONLWriter!
+  /// One line per mini-batch update: the first-order diagnostics with their `minibatch` index.
+  var diagnosticsWriter: JSONLWriter?
   var diagnosticsSums = DiagnosticsSummary()
   var tensorboard: TensorBoardWriter?
 
@@ -100,6 +102,9 @@ public final class Trainer {
       reference = TrainingEngine(store: refStore ?? policy.store.copy(), compute: policy.engine.compute)
     }
     metricsWriter = try JSONLWriter(path: run.path + "/metrics.jsonl", truncateToStepAtMost: checkpoint != nil ? step : nil)
+    if config.bool("diagnostics.enabled") {
+      diagnosticsWriter = try JSONLWriter(path: run.path + "/diagnostics.jsonl", truncateToStepAtMost: checkpoint != nil ? step : nil)
+    }
     if config.bool("log.tensorboard") { tensorboard = try TensorBoardWriter(directory: run.path + "/tensorboard") }
     try run.writeProvenance(config: config, plugins: plugins, policy: policy, coldStart: coldDir)
   }

@@ -75,4 +75,23 @@ final class DiagnosticsTests: XCTestCase {
     XCTAssertGreaterThan(last, first, "the last of N = 4 updates is staler than the first")
     XCTAssertEqual(rows[0]["fo_minibatches"] as? Double, 4)
   }
+
+  func testDiagnosticsJSONLHasOneLinePerMinibatch() throws {
+    setenv("KEEL_CACHE", NSTemporaryDirectory() + "keel-test-cache", 1)
+    setenv("KEEL_PLUGIN_PATH", TestSupport.binDir, 1)
+    let path = TestSupport.tempDir("keel-diag-lines")
+    let config = try ConfigSchema.resolve(file: [:], overrides: ["preset": "test", "steps": "2", "train.minibatches": "2"])
+    let trainer = try Trainer(config: config, run: try RunDirectory(path: path, create: true), quiet: true, log: { _ in })
+    try trainer.prepare(resumeFrom: nil)
+    _ = try trainer.train(steps: 2)
+    let lines = try String(contentsOfFile: path + "/diagnostics.jsonl", encoding: .utf8).split(separator: "\n").map {
+      try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+    }
+    let pairs = lines.map { [($0["step"] as! NSNumber).intValue, ($0["minibatch"] as! NSNumber).intValue] }
+    XCTAssertEqual(pairs, [[1, 0], [1, 1], [2, 0], [2, 1]])
+    let metrics = try String(contentsOfFile: path + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map {
+      try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+    }.filter { ($0["step"] as! Int) == 1 }[0]
+    XCTAssertEqual(metrics["gap_staleness_abs_mean_last"] as? Double, lines[1]["gap_staleness_abs_mean"] as? Double)
+  }
 }
