@@ -208,8 +208,8 @@ public final class Sampler: @unchecked Sendable {
   final class KVCache {
     let k: [FloatBuffer], v: [FloatBuffer]
     init(layers: Int, sequences: Int, maxLen: Int, rowWidth: Int) {
-      k = (0..<layers).map { _ in FloatBuffer(sequences * maxLen * rowWidth) }
-      v = (0..<layers).map { _ in FloatBuffer(sequences * maxLen * rowWidth) }
+      k = (0..<layers).map { _ in FloatBuffer(uninitialized: sequences * maxLen * rowWidth) }  // written before read
+      v = (0..<layers).map { _ in FloatBuffer(uninitialized: sequences * maxLen * rowWidth) }
     }
   }
 
