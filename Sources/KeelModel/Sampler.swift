@@ -151,7 +151,7 @@ public final class Sampler: @unchecked Sendable {
     // positions one decode step at a time.
     let prefill = (0..<B).flatMap { b in (0..<max(0, seqs[b].count - 1)).map { (b, $0) } }
     if !prefill.isEmpty {
-      let experts = forwardRows(prefill, tokens: prefill.map { seqs[$0.0][$0.1] }, cache: cache, maxLen: maxLen).experts
+      let experts = forwardRowsSplit(prefill, tokens: prefill.map { seqs[$0.0][$0.1] }, cache: cache, maxLen: maxLen).experts
       for (i, (b, _)) in prefill.enumerated() {
         for l in experts.indices { results[b].routing[l].append(contentsOf: experts[l][(i * k)..<((i + 1) * k)]) }
       }
@@ -161,7 +161,7 @@ public final class Sampler: @unchecked Sendable {
       let active = (0..<B).filter { !done[$0] && t >= start[$0] && t < seqs[$0].count }
       if active.isEmpty { if (0..<B).allSatisfy({ done[$0] || seqs[$0].count <= t }) { break } else { continue } }
       let rows = active.map { ($0, t) }
-      let (x, experts) = forwardRows(rows, tokens: active.map { seqs[$0][t] }, cache: cache, maxLen: maxLen)
+      let (x, experts) = forwardRowsSplit(rows, tokens: active.map { seqs[$0][t] }, cache: cache, maxLen: maxLen)
       for (i, b) in active.enumerated() {
         for l in experts.indices { results[b].routing[l].append(contentsOf: experts[l][(i * k)..<((i + 1) * k)]) }
       }
@@ -213,11 +213,46 @@ public final class Sampler: @unchecked Sendable {
     }
   }
 
+  /// forwardRows with the rows split across the threads, whole sequences per thread, each
+  /// thread running the complete layer stack on its share single-threaded: one hand-off per
+  /// call instead of several per layer. Rows are independent and every kernel is row-local,
+  /// so the split changes no bit. Small calls run on the calling thread's engine as is.
+  func forwardRowsSplit(_ rows: [(Int, Int)], tokens: [Int32], cache: KVCache, maxLen: Int) -> (x: FloatBuffer, experts: [[Int32]]) {
+    let parts = compute.threads
+    guard parts > 1, rows.count >= 64 else { return forwardRows(rows, tokens: tokens, cache: cache, maxLen: maxLen, on: compute) }
+    // cut points at sequence boundaries, near equal row counts
+    var cuts = [0]
+    for p in 1..<parts {
+      var cut = rows.count * p / parts
+      while cut < rows.count && cut > 0 && rows[cut].0 == rows[cut - 1].0 { cut += 1 }
+      cuts.append(max(cut, cuts.last!))
+    }
+    cuts.append(rows.count)
+    let one = compute.single
+    let results = UnsafeMutablePointer<(x: FloatBuffer, experts: [[Int32]])?>.allocate(capacity: parts)
+    results.initialize(repeating: nil, count: parts)
+    defer { results.deinitialize(count: parts); results.deallocate() }
+    compute.forEach(parts) { p in
+      let lo = cuts[p], hi = cuts[p + 1]
+      guard lo < hi else { return }
+      results[p] = forwardRows(Array(rows[lo..<hi]), tokens: Array(tokens[lo..<hi]), cache: cache, maxLen: maxLen, on: one)
+    }
+    let C = config.hiddenSize
+    let x = FloatBuffer(uninitialized: rows.count * C)
+    var experts: [[Int32]] = []
+    for p in 0..<parts {
+      guard let r = results[p] else { continue }
+      (x.p + cuts[p] * C).update(from: r.x.p, count: (cuts[p + 1] - cuts[p]) * C)
+      if experts.isEmpty { experts = r.experts } else { for l in experts.indices { experts[l] += r.experts[l] } }
+    }
+    return (x, experts)
+  }
+
   /// The whole layer stack for a set of (sequence, position) rows whose earlier positions are
   /// already in the cache (rows of one sequence in increasing position order). Writes each
   /// row's K and V into the cache, then attends. Returns the final hidden state per row and
   /// the experts chosen per MoE layer ([row * k + slot]).
-  func forwardRows(_ rows: [(Int, Int)], tokens: [Int32], cache: KVCache, maxLen: Int) -> (x: FloatBuffer, experts: [[Int32]]) {
+  func forwardRows(_ rows: [(Int, Int)], tokens: [Int32], cache: KVCache, maxLen: Int, on engine: Compute) -> (x: FloatBuffer, experts: [[Int32]]) {
     let c = config, L = weights.layout
     let C = c.hiddenSize, H = c.numAttentionHeads, KV = c.numKeyValueHeads, D = c.headDim
     let kvStride = KV * D
@@ -235,9 +270,9 @@ public final class Sampler: @unchecked Sendable {
       kk_rmsnorm_forward(normed.p, nil, x.p, weights.w(slots.inputNorm), Int64(M), Int64(C), c.rmsNormEps)
       round(normed.p, M * C)
       let q = FloatBuffer(uninitialized: M * H * D), kk = FloatBuffer(uninitialized: M * kvStride), v = FloatBuffer(uninitialized: M * kvStride)
-      matmul(q.p, normed.p, slots.q, M: M, N: H * D, K: C)
-      matmul(kk.p, normed.p, slots.k, M: M, N: kvStride, K: C)
-      matmul(v.p, normed.p, slots.v, M: M, N: kvStride, K: C)
+      matmul(q.p, normed.p, slots.q, M: M, N: H * D, K: C, on: engine)
+      matmul(kk.p, normed.p, slots.k, M: M, N: kvStride, K: C, on: engine)
+      matmul(v.p, normed.p, slots.v, M: M, N: kvStride, K: C, on: engine)
       let qn = FloatBuffer(uninitialized: M * H * D), kn = FloatBuffer(uninitialized: M * kvStride)
       kk_rmsnorm_forward(qn.p, nil, q.p, weights.w(slots.qNorm), Int64(M * H), Int64(D), c.rmsNormEps)
       kk_rmsnorm_forward(kn.p, nil, kk.p, weights.w(slots.kNorm), Int64(M * KV), Int64(D), c.rmsNormEps)
@@ -252,7 +287,7 @@ public final class Sampler: @unchecked Sendable {
         (ck.p + at).update(from: kn.p + i * kvStride, count: kvStride)
         (cv.p + at).update(from: v.p + i * kvStride, count: kvStride)
       }
-      compute.parallelRanges(M, grain: 8) { lo, hi in
+      engine.parallelRanges(M, grain: 8) { lo, hi in
         for i in lo..<hi {
           let (b, pos) = rows[i], base = (b * maxLen) * kvStride
           kk_attention_row_forward(att.p + i * H * D, nil, qn.p + i * H * D, ck.p + base, cv.p + base,
@@ -261,7 +296,7 @@ public final class Sampler: @unchecked Sendable {
       }
       round(att.p, M * H * D)
       let h1 = FloatBuffer(uninitialized: M * C)
-      matmul(h1.p, att.p, slots.o, M: M, N: C, K: H * D)
+      matmul(h1.p, att.p, slots.o, M: M, N: C, K: H * D, on: engine)
       for i in 0..<(M * C) { h1.p[i] += x.p[i] }
       round(h1.p, M * C)
       let normed2 = FloatBuffer(uninitialized: M * C)
@@ -269,9 +304,9 @@ public final class Sampler: @unchecked Sendable {
       round(normed2.p, M * C)
       let out = FloatBuffer(uninitialized: M * C)
       if slots.isSparse {
-        experts.append(moe(out: out, normed: normed2, slots: slots, M: M))
+        experts.append(moe(out: out, normed: normed2, slots: slots, M: M, on: engine))
       } else {
-        dense(out: out, normed: normed2, slots: slots, M: M)
+        dense(out: out, normed: normed2, slots: slots, M: M, on: engine)
       }
       for i in 0..<(M * C) { out.p[i] += h1.p[i] }
       round(out.p, M * C)
@@ -280,31 +315,31 @@ public final class Sampler: @unchecked Sendable {
     return (x, experts)
   }
 
-  func dense(out: FloatBuffer, normed: FloatBuffer, slots: LayerSlots, M: Int) {
+  func dense(out: FloatBuffer, normed: FloatBuffer, slots: LayerSlots, M: Int, on engine: Compute) {
     let C = config.hiddenSize, F = config.intermediateSize
     let g = FloatBuffer(uninitialized: M * F), u = FloatBuffer(uninitialized: M * F), act = FloatBuffer(uninitialized: M * F)
-    matmul(g.p, normed.p, slots.gate!, M: M, N: F, K: C)
-    matmul(u.p, normed.p, slots.up!, M: M, N: F, K: C)
+    matmul(g.p, normed.p, slots.gate!, M: M, N: F, K: C, on: engine)
+    matmul(u.p, normed.p, slots.up!, M: M, N: F, K: C, on: engine)
     kk_swiglu_forward(act.p, g.p, u.p, Int64(M), Int64(F))
     round(act.p, M * F)
-    matmul(out.p, act.p, slots.down!, M: M, N: C, K: F)
+    matmul(out.p, act.p, slots.down!, M: M, N: C, K: F, on: engine)
   }
 
   /// MoE FFN for M rows; returns the experts chosen [M * k].
-  func moe(out: FloatBuffer, normed: FloatBuffer, slots: LayerSlots, M: Int) -> [Int32] {
+  func moe(out: FloatBuffer, normed: FloatBuffer, slots: LayerSlots, M: Int, on engine: Compute) -> [Int32] {
     let c = config
     let C = c.hiddenSize, E = c.numExperts, k = c.numExpertsPerTok, F = c.moeIntermediateSize
     let logits = FloatBuffer(uninitialized: M * E), probs = FloatBuffer(uninitialized: M * E), gates = FloatBuffer(uninitialized: M * k)
     let experts = Buffer<Int32>(uninitialized: M * k)
-    matmul(logits.p, normed.p, slots.router!, M: M, N: E, K: C)
+    matmul(logits.p, normed.p, slots.router!, M: M, N: E, K: C, on: engine)
     kk_router_forward(experts.p, gates.p, probs.p, logits.p, nil, Int64(M), Int32(E), Int32(k), c.normTopkProb ? 1 : 0)
     round(gates.p, M * k)
     var rows = [[Int]](repeating: [], count: E)
     for i in 0..<(M * k) { rows[Int(experts[i])].append(i) }
     let Y = FloatBuffer(uninitialized: M * k * C)
     // experts in parallel, each on one thread, each writing only its own rows of Y
-    let one = compute.single
-    compute.forEach(E) { e in
+    let one = engine.single
+    engine.forEach(E) { e in
       let n = rows[e].count
       guard n > 0 else { return }
       let x = FloatBuffer(uninitialized: n * C), g = FloatBuffer(uninitialized: n * F), u = FloatBuffer(uninitialized: n * F), act = FloatBuffer(uninitialized: n * F), y = FloatBuffer(uninitialized: n * C)
