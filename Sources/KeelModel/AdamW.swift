@@ -26,10 +26,11 @@ public final class AdamW: @unchecked Sendable {
     return s.squareRoot()
   }
 
-  /// Clip to `maxNorm` (if > 0), then update `params` in place. Returns the pre-clip norm.
+  /// Clip to `maxNorm` (if > 0), then update `params` in place. Returns the pre-clip norm
+  /// (`norm`, when the caller already computed it, is used as is).
   @discardableResult
-  public func update(params: ParameterStore, grads: FloatBuffer, lr: Float, maxNorm: Float, compute: Compute) -> Double {
-    let norm = Self.norm(grads)
+  public func update(params: ParameterStore, grads: FloatBuffer, lr: Float, maxNorm: Float, compute: Compute, norm known: Double? = nil) -> Double {
+    let norm = known ?? Self.norm(grads)
     if maxNorm > 0 && norm > Double(maxNorm) {
       let s = Float(Double(maxNorm) / (norm + 1e-6))
       for i in 0..<grads.count { grads.p[i] *= s }

@@ -199,7 +199,7 @@ extension Trainer {
         throw TrainerError(message: message + "; the last good checkpoint is kept in \(run.path)/checkpoints")
       }
       policy.optimizer.update(params: policy.store, grads: policy.engine.grads, lr: learningRate(step),
-                              maxNorm: Float(config.float("train.grad_clip")), compute: policy.engine.compute)
+                              maxNorm: Float(config.float("train.grad_clip")), compute: policy.engine.compute, norm: gradNorm)
       applied += 1
       sums["loss", default: 0] += loss
       sums["grad_norm", default: 0] += gradNorm
