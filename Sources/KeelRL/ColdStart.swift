@@ -57,6 +57,9 @@ public enum ColdStart {
     var lastLoss = 0.0, acc = 0.0, step = 0
     let checkEvery = 20
     while step < s.maxSteps {
+      if keelStopRequested != 0 {
+        throw TrainerError(message: "interrupted during the cold start at step \(step): nothing was cached; run again to make it")
+      }
       var seqs: [[Int32]] = [], from: [Int] = []
       for i in 0..<s.batch {
         let index = step * s.batch + i
