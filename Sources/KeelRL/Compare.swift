@@ -94,7 +94,7 @@ public struct Comparison {
     let group = DispatchGroup()
     for (arm, seed) in jobsToRun {
       let dir = runDirectory(arm, seed)
-      if FileManager.default.fileExists(atPath: dir + "/summary.json") {
+      if Self.isComplete(dir) {
         log("\(arm.name) seed \(seed): already complete, skipped")
         results.mutate { $0[dir] = .completed }
         continue
@@ -117,6 +117,13 @@ public struct Comparison {
     group.wait()
     let r = results.value
     return jobsToRun.map { CompareRun(arm: $0.0, seed: $0.1, directory: runDirectory($0.0, $0.1), status: r[runDirectory($0.0, $0.1)]!) }
+  }
+
+  /// A run is complete when it wrote its summary and was not stopped early by a signal.
+  public static func isComplete(_ dir: String) -> Bool {
+    guard let data = FileManager.default.contents(atPath: dir + "/summary.json"),
+          let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return false }
+    return (obj["stoppedBySignal"] as? Bool) == false
   }
 
   static func launch(_ keel: String, _ args: [String], logPath: String) -> RunStatus {

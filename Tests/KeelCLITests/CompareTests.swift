@@ -69,6 +69,15 @@ final class CompareTests: XCTestCase {
     XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/runs/good/seed-1/summary.json"))
   }
 
+  func testARunStoppedBySignalIsNotComplete() throws {
+    let dir = TestSupport.tempDir("keel-complete")
+    XCTAssertFalse(Comparison.isComplete(dir), "no summary")
+    try "{\"stoppedBySignal\": true}".write(toFile: dir + "/summary.json", atomically: true, encoding: .utf8)
+    XCTAssertFalse(Comparison.isComplete(dir), "stopped early by Ctrl-C: run it again")
+    try "{\"stoppedBySignal\": false}".write(toFile: dir + "/summary.json", atomically: true, encoding: .utf8)
+    XCTAssertTrue(Comparison.isComplete(dir))
+  }
+
   func testCollapseDetectorOnConstructedHistories() {
     let d = CollapseDetector()
     // a collapse: accuracy climbs then falls, entropy drops sharply, reward falls
