@@ -161,6 +161,7 @@ public final class PluginLibrary: @unchecked Sendable {
       throw invalid("name '\(name)' must use only a-z, 0-9, '-' and '_'")
     }
     guard c.create != nil, c.destroy != nil else { throw invalid("create or destroy is NULL") }
+    guard c.version != nil, c.description != nil else { throw invalid("version or description is NULL") }
     guard c.vtable != nil else { throw invalid("vtable is NULL") }
     let stateFns = [c.state_size != nil, c.save_state != nil, c.load_state != nil]
     guard stateFns.allSatisfy({ $0 }) || stateFns.allSatisfy({ !$0 }) else {
@@ -186,6 +187,7 @@ public final class PluginLibrary: @unchecked Sendable {
         throw invalid("objective vtable struct_size \(v.pointee.struct_size) < \(MemoryLayout<keel_objective_vtable>.size)")
       }
       guard v.pointee.compute != nil else { throw invalid("objective compute is NULL") }
+      guard v.pointee.aggregation != nil else { throw invalid("objective aggregation is NULL (say how the loss is normalised, e.g. \"token-mean\")") }
       scalars = try Self.readScalars(v.pointee.metrics, count: v.pointee.metric_count, what: "metric", invalid: invalid)
       aggregation = v.pointee.aggregation.map { String(cString: $0) } ?? ""
       flags = v.pointee.flags
