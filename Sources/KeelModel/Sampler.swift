@@ -135,7 +135,6 @@ public final class Sampler: @unchecked Sendable {
   func decode(_ requests: [SampleRequest], params: SamplingParams, seed: UInt64, step: Int, forced: [[Int32]]?) -> [SampleResult] {
     let c = config, L = weights.layout
     let C = c.hiddenSize, KV = c.numKeyValueHeads, D = c.headDim, V = c.vocabSize
-    let k = c.isMoE ? c.numExpertsPerTok : 0
     let B = requests.count
     guard B > 0 else { return [] }
     let maxLen = requests.map { $0.prompt.count }.max()! + params.maxTokens
@@ -152,9 +151,7 @@ public final class Sampler: @unchecked Sendable {
     let prefill = (0..<B).flatMap { b in (0..<max(0, seqs[b].count - 1)).map { (b, $0) } }
     if !prefill.isEmpty {
       let experts = forwardRowsSplit(prefill, tokens: prefill.map { seqs[$0.0][$0.1] }, cache: cache, maxLen: maxLen).experts
-      for (i, (b, _)) in prefill.enumerated() {
-        for l in experts.indices { results[b].routing[l].append(contentsOf: experts[l][(i * k)..<((i + 1) * k)]) }
-      }
+      record(experts, rows: prefill.map(\.0), into: &results)
     }
     let start = (0..<B).map { seqs[$0].count - 1 }
     for t in (start.min() ?? 0)..<(maxLen - 1) {
@@ -162,9 +159,7 @@ public final class Sampler: @unchecked Sendable {
       if active.isEmpty { if (0..<B).allSatisfy({ done[$0] || seqs[$0].count <= t }) { break } else { continue } }
       let rows = active.map { ($0, t) }
       let (x, experts) = forwardRowsSplit(rows, tokens: active.map { seqs[$0][t] }, cache: cache, maxLen: maxLen)
-      for (i, b) in active.enumerated() {
-        for l in experts.indices { results[b].routing[l].append(contentsOf: experts[l][(i * k)..<((i + 1) * k)]) }
-      }
+      record(experts, rows: active, into: &results)
       // Which rows sample a next token: those at the end of their known tokens.
       let sampling = active.enumerated().filter { t == seqs[$0.element].count - 1 }
       guard !sampling.isEmpty else { continue }
@@ -187,7 +182,8 @@ public final class Sampler: @unchecked Sendable {
           (token, lp) = drawToken(logits.p + j * V, V: V, params: params, scratch: logprobs.p,
                                   key: hashKey(seed, UInt64(step), UInt64(requests[b].promptIndex), UInt64(requests[b].sampleIndex), UInt64(t)))
         }
-        results[b].entropy.append(Self.entropy(logits.p + j * V, V: V, inverseTemperature: params.temperature > 0 ? 1 / params.temperature : 1, scratch: logprobs.p))
+        // `logprobs` holds the row's full log-softmax at the sampling temperature (T = 1 when greedy)
+        results[b].entropy.append(Self.entropy(logprobs: logprobs.p, V: V))
         seqs[b].append(token)
         results[b].tokens.append(token)
         results[b].logp.append(lp)
@@ -357,10 +353,18 @@ public final class Sampler: @unchecked Sendable {
   }
 
   /// Entropy of softmax(logits · invT) (float64 accumulation over the row).
-  static func entropy(_ logits: UnsafePointer<Float>, V: Int, inverseTemperature: Float, scratch: UnsafeMutablePointer<Float>) -> Float {
-    _ = kk_logsoftmax_row(scratch, logits, Int64(V), inverseTemperature)
+  /// Append each row's experts ([row * k + slot] per MoE layer) to its sequence's routing record.
+  func record(_ experts: [[Int32]], rows sequences: [Int], into results: inout [SampleResult]) {
+    let k = config.isMoE ? config.numExpertsPerTok : 0
+    for (i, b) in sequences.enumerated() {
+      for l in experts.indices { results[b].routing[l].append(contentsOf: experts[l][(i * k)..<((i + 1) * k)]) }
+    }
+  }
+
+  /// Entropy of a distribution given as a full row of log-probabilities (float64 sum).
+  static func entropy(logprobs: UnsafePointer<Float>, V: Int) -> Float {
     var h = 0.0
-    for j in 0..<V { let l = Double(scratch[j]); h -= exp(l) * l }
+    for j in 0..<V { let l = Double(logprobs[j]); h -= exp(l) * l }
     return Float(h)
   }
 
