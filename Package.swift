@@ -55,6 +55,9 @@ let package = Package(
                    providers: [.apt(["libffi-dev"])]),
     .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                    providers: [.apt(["libopenblas-dev"])]),
+    .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                   providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+    .target(name: "KeelDistributed", dependencies: ["CMPI"], path: "Sources/KeelDistributed"),
     // AVX2 + FMA + F16C (x86-64-v3), never AVX-512: the CPU model varies between machines.
     .target(name: "KeelKernels", path: "Sources/KeelKernels",
             cSettings: [.unsafeFlags(["-O3", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=off"])],
@@ -67,7 +70,7 @@ let package = Package(
                       plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]),
     .target(name: "KeelPluginHost", dependencies: ["KeelABI", "CFFI"],
             path: "Sources/KeelPluginHost"),
-    .target(name: "KeelRL", dependencies: ["KeelModel", "KeelTasks", "KeelPluginHost", "Yams"],
+    .target(name: "KeelRL", dependencies: ["KeelModel", "KeelTasks", "KeelPluginHost", "KeelDistributed", "Yams"],
             path: "Sources/KeelRL"),
     .executableTarget(name: "keel",
                       dependencies: ["KeelPluginHost", "KeelModel", "KeelRL", "KeelTasks",

@@ -8,7 +8,7 @@ public typealias Metrics = [String: Double]
 
 /// Keys that measure time; they differ between runs and are excluded from equality checks.
 public let timingKeys: Set<String> = ["seconds", "tokens_per_second", "time_sampling", "time_scoring", "time_old_pass",
-                                      "time_updates", "time_eval", "time_diagnostics", "wall_seconds"]
+                                      "time_updates", "time_eval", "time_diagnostics", "wall_seconds", "time_allreduce"]
 
 public final class JSONLWriter {
   let handle: FileHandle
@@ -31,6 +31,11 @@ public final class JSONLWriter {
   public func write(_ m: Metrics, step: Int) {
     var obj: [String: Any] = m
     obj["step"] = step
+    guard let data = try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) else { return }
+    handle.write(data + Data("\n".utf8))
+  }
+  /// Any JSON object (it must hold a "step" for resume truncation to keep it).
+  public func writeRaw(_ obj: [String: Any]) {
     guard let data = try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) else { return }
     handle.write(data + Data("\n".utf8))
   }

@@ -2,6 +2,7 @@
 // engine, sampler, optimizer) and evaluation on held-out problems (mean accuracy over K
 // samples at the sampling temperature, and greedy accuracy).
 import Foundation
+import KeelDistributed
 import KeelModel
 import KeelPluginHost
 import KeelTasks
@@ -50,21 +51,29 @@ public struct EvalResult: Sendable, Equatable, Codable {
 
 public enum Evaluator {
   /// Score `problems` with exact match of the final answer (after `marker` when given).
+  /// Over several ranks each scores its share of the problems (sampling is keyed by the
+  /// problem's index, so the result does not depend on the number of ranks).
   public static func run(_ policy: Policy, problems: [Problem], tokenizer: CharTokenizer, samples: Int,
-                         temperature: Float, maxTokens: Int, marker: String, seed: UInt64) throws -> EvalResult {
-    let prompts = try problems.map { try tokenizer.encodePrompt($0.prompt) }
-    func accuracy(_ k: Int, _ t: Float) -> Double {
+                         temperature: Float, maxTokens: Int, marker: String, seed: UInt64,
+                         comm: Communicator = .single) throws -> EvalResult {
+    let share = comm.share(of: problems.count)
+    let prompts = try problems[share].map { try tokenizer.encodePrompt($0.prompt) }
+    func correct(_ k: Int, _ t: Float) -> Double {
       var reqs: [SampleRequest] = []
-      for (i, p) in prompts.enumerated() { for s in 0..<k { reqs.append(SampleRequest(prompt: p, promptIndex: i, sampleIndex: s)) } }
+      for (j, p) in prompts.enumerated() {
+        for s in 0..<k { reqs.append(SampleRequest(prompt: p, promptIndex: share.lowerBound + j, sampleIndex: s)) }
+      }
       let out = policy.sampler.generate(reqs, params: SamplingParams(temperature: t, maxTokens: maxTokens, stopTokens: [CharTokenizer.eos]),
                                         seed: seed ^ 0xE7A1, step: 0)
       var correct = 0
       for (r, o) in zip(reqs, out) where answerMatches(tokenizer.decode(o.tokens), problems[r.promptIndex].answer, marker: marker) {
         correct += 1
       }
-      return Double(correct) / Double(max(reqs.count, 1))
+      return Double(correct)
     }
-    return EvalResult(accuracy: accuracy(samples, temperature), greedyAccuracy: accuracy(1, 0))
+    let counts = try comm.allreduceSum([correct(samples, temperature), correct(1, 0)], what: "allreduce of evaluation counts")
+    return EvalResult(accuracy: counts[0] / Double(max(problems.count * samples, 1)),
+                      greedyAccuracy: counts[1] / Double(max(problems.count, 1)))
   }
 
   /// The final answer of a response (after the last marker) equals the reference.

@@ -44,16 +44,23 @@ public struct RolloutBuffer: Sendable {
     self.groups = groups
   }
 
-  /// N mini-batches of response indices; whole groups, groups shuffled by `seed`.
-  public func minibatches(_ n: Int, seed: UInt64, step: Int) -> [[Int]] {
+  /// The groups (global prompt indices) of each of N mini-batches, shuffled by `seed`: the
+  /// same on every rank, whatever share of the groups this buffer holds.
+  public func minibatchGroups(_ n: Int, seed: UInt64, step: Int) -> [ArraySlice<Int>] {
     precondition(n >= 1 && groups % n == 0, "train.minibatches (\(n)) must divide rollout.prompts (\(groups))")
     var order = Array(0..<groups)
     var rng = CounterRNG(seed: seed, stream: hashKey(0x3B, UInt64(step)))
     rng.shuffle(&order)
+    let per = groups / n
+    return (0..<n).map { m in order[(m * per)..<((m + 1) * per)] }
+  }
+
+  /// N mini-batches of response indices; whole groups, groups shuffled by `seed`. Groups this
+  /// buffer does not hold (another rank's) contribute nothing.
+  public func minibatches(_ n: Int, seed: UInt64, step: Int) -> [[Int]] {
     var byGroup = [[Int]](repeating: [], count: groups)
     for (i, r) in responses.enumerated() { byGroup[r.group].append(i) }
-    let per = groups / n
-    return (0..<n).map { m in order[(m * per)..<((m + 1) * per)].flatMap { byGroup[$0] } }
+    return minibatchGroups(n, seed: seed, step: step).map { $0.flatMap { byGroup[$0] } }
   }
 
   /// Sequences (prompt + response) of some responses, scored from the first response token.

@@ -82,7 +82,7 @@ public struct RunDirectory: Sendable {
     try writeAtomically(try enc.encode(s), to: path + "/summary.json")
   }
 
-  public func writeProvenance(config: ResolvedConfig, plugins: PluginSet, policy: Policy, coldStart: String?) throws {
+  public func writeProvenance(config: ResolvedConfig, plugins: PluginSet, policy: Policy, coldStart: String?, ranks: Int = 1) throws {
     var pluginInfo: [[String: Any]] = []
     for (role, p) in plugins.all {
       pluginInfo.append(["role": role, "name": p.library.name, "path": p.library.path, "sha256": sha256(p.library.path),
@@ -97,7 +97,7 @@ public struct RunDirectory: Sendable {
       "keel_version": KeelVersion.string, "plugin_abi": KeelVersion.abi, "keel_commit": gitCommit(),
       "plugins": pluginInfo, "blas": "OpenBLAS (cblas) core type \(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "auto"); matrix products: KeelKernels kk_gemm",
       "cpu_model": cpuField("model name"), "cpu_flags": cpuField("flags").split(separator: " ").filter { ["avx2", "fma", "f16c", "avx512f"].contains(String($0)) }.map(String.init),
-      "threads": config.int("train.threads"), "cold_start": coldStart ?? "none",
+      "threads": config.int("train.threads"), "ranks": ranks, "cold_start": coldStart ?? "none",
       "model_parameters": policy.store.layout.count,
     ]
     try writeAtomically(try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), to: path + "/provenance.json")

@@ -1,5 +1,10 @@
 // Trainer+Step.swift — one global step (paper §6), and the metrics it reports.
+// Over K ranks (docs/scaling.md) this rank samples, scores and computes π_old for its own
+// share of the B prompt groups (prompt indices stay global, so rollouts do not depend on K);
+// rewards and lengths are gathered so that the baseline plugin and the loss normalisers see
+// the whole global batch; gradients and metric sums are summed before each update.
 import Foundation
+import KeelDistributed
 import KeelModel
 import KeelPluginHost
 import KeelTasks
@@ -8,11 +13,15 @@ extension Trainer {
   func globalStep(_ step: Int) throws -> Metrics {
     let t0 = DispatchTime.now().uptimeNanoseconds
     var m: Metrics = [:]
-    // 1. sample B × G responses
-    let problems = (0..<B).map { dataset.trainProblem((step - 1) * B + $0) }
+    let reduced0 = (comm.collectiveSeconds, comm.collectiveBytes)
+    // 1. sample this rank's share of the B × G responses
+    let share = comm.share(of: B)
+    let problems = share.map { dataset.trainProblem((step - 1) * B + $0) }
     let prompts = try problems.map { try tokenizer.encodePrompt($0.prompt) }
     var requests: [SampleRequest] = []
-    for (i, p) in prompts.enumerated() { for g in 0..<G { requests.append(SampleRequest(prompt: p, promptIndex: (step - 1) * B + i, sampleIndex: g)) } }
+    for (j, p) in prompts.enumerated() {
+      for g in 0..<G { requests.append(SampleRequest(prompt: p, promptIndex: (step - 1) * B + share.lowerBound + j, sampleIndex: g)) }
+    }
     let params = SamplingParams(temperature: Float(config.float("sampler.temperature")), topP: Float(config.float("sampler.top_p")),
                                 topK: config.int("sampler.top_k"), maxTokens: config.int("sampler.max_tokens"), stopTokens: [CharTokenizer.eos])
     let (samples, tSample) = timed { policy.sampler.generate(requests, params: params, seed: seed, step: step) }
@@ -22,7 +31,7 @@ extension Trainer {
       let (req, s) = pair
       // the sampler never runs the last position: pad its experts (it influences no scored token)
       let routing = s.routing.map { $0 + (0..<Int32(k)) }
-      return Response(group: i / G, prompt: req.prompt, tokens: s.tokens, logpRollout: s.logp, samplerRouting: routing,
+      return Response(group: share.lowerBound + i / G, prompt: req.prompt, tokens: s.tokens, logpRollout: s.logp, samplerRouting: routing,
                       truncated: s.truncated, text: tokenizer.decode(s.tokens))
     }
     // 2. rewards and 3. advantages
@@ -37,26 +46,30 @@ extension Trainer {
         responses[i].components = scored.components.mapValues { $0[i] }
         responses[i].correct = Evaluator.answerMatches(responses[i].text, problems[i / G].answer, marker: dataset.answerMarker)
       }
-      let adv = try plugins.baseline.advantages(rewards: responses.map(\.reward), groupIds: responses.map { Int64($0.group) },
-                                                lengths: responses.map { Int64($0.tokens.count) })
-      for i in responses.indices { responses[i].advantage = adv[i] }
+      // the baseline sees the global batch (rewards and lengths of every rank, in prompt order)
+      var local: [Double] = []
+      for r in responses { local += [Double(r.reward), Double(r.tokens.count)] }
+      let all = try comm.allgatherv(local, what: "allgather of rewards and lengths")
+      let count = all.count / 2
+      let rewards = (0..<count).map { Float(all[2 * $0]) }
+      globalLengths = (0..<count).map { Int(all[2 * $0 + 1]) }
+      let adv = try plugins.baseline.advantages(rewards: rewards, groupIds: (0..<count).map { Int64($0 / G) },
+                                                lengths: globalLengths.map { Int64($0) })
+      for i in responses.indices { responses[i].advantage = adv[share.lowerBound * G + i] }
     }
     m["time_scoring"] = tScore
+    if config.bool("log.rollouts") { try logRollouts(responses, requests: requests, step: step) }
     var buffer = RolloutBuffer(responses: responses, groups: B)
     // 4. π_old pass (records the training engine's experts for R2; R3 replays the sampler's)
     let replay = config.string("train.routing_replay")
-    let (entropyMean, tOld) = try timed { try oldPass(&buffer, replay: replay) }
+    let (entropySums, tOld) = try timed { try oldPass(&buffer, replay: replay) }
     m["time_old_pass"] = tOld
     // 5. N mini-batch updates
     let (updates, tUpdate) = try timed { try updatesOf(&buffer, replay: replay, step: step) }
     m["time_updates"] = tUpdate
     policy.sampler.refresh()
-    // metrics
+    // metrics: this rank's sums, summed over ranks, then divided
     let rs = buffer.responses
-    let n = Double(rs.count)
-    m["reward_mean"] = rs.reduce(0.0) { $0 + Double($1.reward) } / n
-    m["accuracy"] = Double(rs.filter(\.correct).count) / n
-    m["entropy"] = entropyMean
     var k1 = 0.0, k3 = 0.0, tokens = 0.0
     for r in rs {
       for (mu, pi) in zip(r.logpRollout, r.logpOld) {
@@ -66,26 +79,65 @@ extension Trainer {
         tokens += 1
       }
     }
-    m["mismatch_kl"] = tokens > 0 ? k1 / tokens : 0
-    m["mismatch_kl_k3"] = tokens > 0 ? k3 / tokens : 0
-    m["response_length"] = tokens / n
-    m["truncated_fraction"] = Double(rs.filter(\.truncated).count) / n
     var equalGroups = 0
-    for g in 0..<B {
+    for g in share {
       let rewards = rs.filter { $0.group == g }.map(\.reward)
       if rewards.allSatisfy({ $0 == rewards[0] }) { equalGroups += 1 }
     }
-    m["zero_advantage_fraction"] = Double(equalGroups) / Double(B)
-    for name in plugins.componentNames { m["reward/" + name] = rs.reduce(0.0) { $0 + Double($1.components[name] ?? 0) } / n }
+    var sums = [rs.reduce(0.0) { $0 + Double($1.reward) }, Double(rs.filter(\.correct).count), Double(rs.count),
+                entropySums.sum, entropySums.count, k1, k3, tokens, Double(rs.filter(\.truncated).count), Double(equalGroups)]
+    let components = plugins.componentNames
+    for name in components { sums.append(rs.reduce(0.0) { $0 + Double($1.components[name] ?? 0) }) }
+    sums = try comm.allreduceSum(sums, what: "allreduce of step metrics")
+    let n = sums[2]
+    tokens = sums[7]
+    m["reward_mean"] = sums[0] / n
+    m["accuracy"] = sums[1] / n
+    m["entropy"] = sums[4] > 0 ? sums[3] / sums[4] : 0
+    m["mismatch_kl"] = tokens > 0 ? sums[5] / tokens : 0
+    m["mismatch_kl_k3"] = tokens > 0 ? sums[6] / tokens : 0
+    m["response_length"] = tokens / n
+    m["truncated_fraction"] = sums[8] / n
+    m["zero_advantage_fraction"] = sums[9] / Double(B)
+    for (j, name) in components.enumerated() { m["reward/" + name] = sums[10 + j] / n }
     for (key, value) in updates { m[key] = value }
+    if comm.size > 1 {
+      m["ranks"] = Double(comm.size)
+      m["time_allreduce"] = comm.collectiveSeconds - reduced0.0
+      m["allreduce_bytes"] = Double(comm.collectiveBytes - reduced0.1)
+    }
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
     m["seconds"] = seconds
     m["tokens_per_second"] = tokens / seconds
     return m
   }
 
+  /// rollouts.jsonl (log.rollouts): every response of the global batch, gathered to rank 0,
+  /// one line each: step, prompt (dataset index), sample, token ids, text, per-token log μ_old,
+  /// reward, advantage, truncated.
+  func logRollouts(_ responses: [Response], requests: [SampleRequest], step: Int) throws {
+    var packed: [Double] = []
+    for (r, q) in zip(responses, requests) {
+      packed += [Double(q.promptIndex), Double(q.sampleIndex), Double(r.reward), Double(r.advantage), r.truncated ? 1 : 0,
+                 Double(r.tokens.count)]
+      packed += r.tokens.map(Double.init) + r.logpRollout.map(Double.init)
+    }
+    let all = try comm.allgatherv(packed, what: "allgather of rollouts")
+    guard let writer = rolloutsWriter else { return }
+    var i = 0
+    while i < all.count {
+      let n = Int(all[i + 5])
+      let tokens = all[(i + 6)..<(i + 6 + n)].map { Int32($0) }
+      writer.writeRaw(["step": step, "prompt": Int(all[i]), "sample": Int(all[i + 1]), "reward": all[i + 2], "advantage": all[i + 3],
+                       "truncated": all[i + 4] != 0, "tokens": tokens.map(Int.init), "text": tokenizer.decode(tokens),
+                       "logp_rollout": Array(all[(i + 6 + n)..<(i + 6 + 2 * n)])])
+      i += 6 + 2 * n
+    }
+  }
+
   /// log π_old of every response token (and the reference's, if kl_ref), entropy, R2 experts.
-  func oldPass(_ buffer: inout RolloutBuffer, replay: String) throws -> Double {
+  /// Returns this rank's entropy sum and token count.
+  func oldPass(_ buffer: inout RolloutBuffer, replay: String) throws -> (sum: Double, count: Double) {
     var entropySum = 0.0, count = 0.0
     for chunk in microBatches(Array(buffer.responses.indices)) {
       let b = buffer.sequenceBatch(chunk)
@@ -104,7 +156,7 @@ extension Trainer {
         buffer.responses[i].oldRouting = out.routing.experts.map { Array($0[(offset * k)..<((offset + len) * k)]) }
       }
     }
-    return count > 0 ? entropySum / count : 0
+    return (entropySum, count)
   }
 
   func microBatches(_ indices: [Int]) -> [[Int]] {
@@ -121,11 +173,13 @@ extension Trainer {
     var diagnostics: [Metrics] = []
     let monitor = config.bool("diagnostics.enabled")
     var monitorSeconds = 0.0
+    let groupsOf = buffer.minibatchGroups(N, seed: seed, step: step)
     for (mIndex, mb) in buffer.minibatches(N, seed: seed, step: step).enumerated() {
       var monitored: [ResponseLogProbs] = []
       policy.engine.zeroGrads()
-      let totalSeq = Double(mb.count)
-      let totalTok = Double(mb.reduce(0) { $0 + buffer.responses[$1].tokens.count })
+      // the loss normalisers are the optimizer-step batch's global totals, over every rank
+      let totalSeq = Double(groupsOf[mIndex].count * G)
+      let totalTok = Double(groupsOf[mIndex].reduce(0) { t, g in t + globalLengths[(g * G)..<((g + 1) * G)].reduce(0, +) })
       var loss = 0.0
       var metricSums = [Double](repeating: 0, count: names.count)
       var tokensSeen = 0.0
@@ -187,11 +241,20 @@ extension Trainer {
         policy.engine.backward(out.saved!, dlogp: result.gradLogp, auxLossCoef: Float(config.float("train.aux_loss_coef")))
       }
       if monitor {
-        let (d, dt) = timed { Diagnostics.compute(monitored, threshold: config.float("diagnostics.threshold")) }
-        diagnostics.append(d)
-        monitorSeconds += dt
+        let t = DispatchTime.now().uptimeNanoseconds
+        let records = try comm.allgatherv(monitored.flatMap { Diagnostics.record($0).packed },
+                                          what: "allgather of diagnostics records")
+        diagnostics.append(Diagnostics.summarize(Diagnostics.Record.unpack(records), threshold: config.float("diagnostics.threshold")))
+        monitorSeconds += Double(DispatchTime.now().uptimeNanoseconds - t) * 1e-9
       }
-      if loss.isNaN { continue }
+      // sum the gradients and this update's totals over ranks; a skip on any rank skips on all
+      var totals = [loss.isNaN ? 1 : 0, loss.isNaN ? 0 : loss, tokensSeen] + metricSums
+      totals = try comm.allreduceSum(totals, what: "allreduce of update totals")
+      if totals[0] > 0 { continue }
+      loss = totals[1]
+      tokensSeen = totals[2]
+      metricSums = Array(totals[3...])
+      try comm.allreduceSum(policy.engine.grads.p, count: policy.engine.grads.count, what: "allreduce of gradients")
       let gradNorm = AdamW.norm(policy.engine.grads)
       guard gradNorm.isFinite else {
         let message = "step \(step) mini-batch \(mIndex): the gradient is not finite after objective '\(plugins.objective.library.name)' (\(plugins.objective.library.path))"

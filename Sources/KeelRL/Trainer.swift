@@ -5,7 +5,12 @@
 //   backward → AdamW → the updated weights become the sampler's → metrics, eval, checkpoint.
 // Everything random is keyed by (seed, step, prompt, sample): a resumed run continues
 // exactly, and the same seed gives the same metrics bit for bit (timing keys aside).
+// Data-parallel over MPI (docs/scaling.md): each rank owns a contiguous share of the B prompt
+// groups; gradients, batch totals and metric sums are summed across ranks; rank 0 alone writes
+// metrics, checkpoints and the summary. With one process `comm` is `.single` and every
+// collective is a no-op.
 import Foundation
+import KeelDistributed
 import KeelModel
 import KeelPluginHost
 import KeelTasks
@@ -21,6 +26,7 @@ public struct TrainerError: Error, CustomStringConvertible {
 public final class Trainer {
   public let config: ResolvedConfig
   public let run: RunDirectory
+  public let comm: Communicator
   let log: (String) -> Void
   let quiet: Bool
   let tokenizer = CharTokenizer()
@@ -33,7 +39,12 @@ public final class Trainer {
   public private(set) var coldStartEval: EvalResult?
   var evalHistory: [(step: Int, greedy: Double, sampled: Double, trainSeconds: Double)] = []
   var trainSeconds = 0.0
-  var metricsWriter: JSONLWriter!
+  /// Token count of every response of the current step's global batch (all ranks), prompt order.
+  var globalLengths: [Int] = []
+  /// Rank 0 only (nil on the others), like every writer below.
+  var metricsWriter: JSONLWriter?
+  var weightsWriter: JSONLWriter?
+  var rolloutsWriter: JSONLWriter?
   /// One line per mini-batch update: the first-order diagnostics with their `minibatch` index.
   var diagnosticsWriter: JSONLWriter?
   var diagnosticsSums = DiagnosticsSummary()
@@ -43,10 +54,12 @@ public final class Trainer {
   var B: Int { config.int("rollout.prompts") }
   var G: Int { config.int("rollout.group_size") }
 
-  public init(config: ResolvedConfig, run: RunDirectory, quiet: Bool = false, log: @escaping (String) -> Void) throws {
+  public init(config: ResolvedConfig, run: RunDirectory, quiet: Bool = false, comm: Communicator = .single,
+              log: @escaping (String) -> Void) throws {
     self.config = config
     self.run = run
-    self.quiet = quiet
+    self.comm = comm
+    self.quiet = quiet || !comm.isRoot
     self.log = log
     let taskName = config.string("task.name")
     let terms = config.int("task.terms")
@@ -69,6 +82,9 @@ public final class Trainer {
       throw bad("\(k) must be at least 1")
     }
     if config.float("sampler.temperature") <= 0 { throw bad("sampler.temperature must be > 0 (log-probs are at that temperature)") }
+    if comm.size > B {
+      throw bad("\(comm.size) ranks but rollout.prompts is \(B): every rank needs at least one prompt group")
+    }
     if config.string("train.routing_replay") != "none" && !modelConfig.isMoE {
       throw bad("train.routing_replay \(config.string("train.routing_replay")) needs an MoE policy (model.preset moe or tiny)")
     }
@@ -81,7 +97,12 @@ public final class Trainer {
     plugins = try PluginSet(config: config, discovery: .standard(), answerMarker: dataset.answerMarker, log: log)
     let precision = SamplerPrecision(rawValue: config.string("sampler.precision"))!
     let threads = config.int("train.threads")
-    let coldDir = try coldStartDirectory()
+    comm.timeout = config.float("distributed.timeout")
+    // rank 0 makes (or finds) the cold start first; the others then find it in the cache
+    var coldDir: String? = nil
+    if comm.isRoot { coldDir = try coldStartDirectory() }
+    try comm.barrier(what: "barrier after the cold start", timeout: 0)
+    if !comm.isRoot { coldDir = try coldStartDirectory() }
     if let checkpoint {
       let (store, opt) = try Checkpoint.load(directory: checkpoint, optimizer: true)
       policy = Policy(store: store, precision: precision, threads: threads, optimizer: opt)
@@ -101,12 +122,34 @@ public final class Trainer {
       let refStore = coldDir.map { try? Checkpoint.load(directory: $0).0 } ?? nil
       reference = TrainingEngine(store: refStore ?? policy.store.copy(), compute: policy.engine.compute)
     }
-    metricsWriter = try JSONLWriter(path: run.path + "/metrics.jsonl", truncateToStepAtMost: checkpoint != nil ? step : nil)
+    try checkWeightsAgree(after: "loading")
+    guard comm.isRoot else { return }
+    let keep = checkpoint != nil ? step : nil
+    metricsWriter = try JSONLWriter(path: run.path + "/metrics.jsonl", truncateToStepAtMost: keep)
     if config.bool("diagnostics.enabled") {
-      diagnosticsWriter = try JSONLWriter(path: run.path + "/diagnostics.jsonl", truncateToStepAtMost: checkpoint != nil ? step : nil)
+      diagnosticsWriter = try JSONLWriter(path: run.path + "/diagnostics.jsonl", truncateToStepAtMost: keep)
+    }
+    if config.bool("log.rollouts") {
+      rolloutsWriter = try JSONLWriter(path: run.path + "/rollouts.jsonl", truncateToStepAtMost: keep)
+    }
+    if config.int("distributed.check_every") > 0 {
+      weightsWriter = try JSONLWriter(path: run.path + "/weights.jsonl", truncateToStepAtMost: keep)
     }
     if config.bool("log.tensorboard") { tensorboard = try TensorBoardWriter(directory: run.path + "/tensorboard") }
-    try run.writeProvenance(config: config, plugins: plugins, policy: policy, coldStart: coldDir)
+    try run.writeProvenance(config: config, plugins: plugins, policy: policy, coldStart: coldDir, ranks: comm.size)
+  }
+
+  /// Every rank must hold the same weights: compare 64-bit checksums (one 8-byte allgather).
+  /// Returns the checksums, in rank order.
+  @discardableResult
+  func checkWeightsAgree(after what: String) throws -> [UInt64] {
+    let mine = WeightChecksum.of(policy.store.values.p, count: policy.store.layout.count)
+    let all = try comm.allgather(mine, what: "allgather of weight checksums")
+    if Set(all).count > 1 {
+      let list = all.enumerated().map { "rank \($0.offset): \(WeightChecksum.hex($0.element))" }.joined(separator: ", ")
+      throw TrainerError(message: "the ranks' weights differ after \(what) (\(list)); on several hosts, the run directory and the cold-start cache must be readable by every rank")
+    }
+    return all
   }
 
   func coldStartDirectory() throws -> String? {
@@ -138,7 +181,7 @@ public final class Trainer {
 
   public func train(steps: Int) throws -> Summary {
     let evalEvery = config.int("eval.every")
-    if step == 0 && coldStartEval == nil {
+    if step == 0 && coldStartEval == nil {  // (every rank: evaluation is split across them)
       let (e, dt) = try timed { try evaluate() }
       coldStartEval = e
       evalHistory.append((0, e.greedyAccuracy, e.accuracy, 0))
@@ -165,8 +208,15 @@ public final class Trainer {
                + (m["fo_residual_mean"].map { String(format: "  fo-residual %.2g  gaps ti %.2g st %.2g", $0, m["gap_train_infer_abs_mean"]!, m["gap_staleness_abs_mean"]!) } ?? "")
                + (m["eval_accuracy_greedy"].map { String(format: "  eval %.3f greedy %.3f", m["eval_accuracy"]!, $0) } ?? "")
                + String(format: "  ETA %.0fs", eta), final: m["eval_accuracy_greedy"] != nil)
+      let checkEvery = config.int("distributed.check_every")
+      if checkEvery > 0 && step % checkEvery == 0 {
+        let sums = try checkWeightsAgree(after: "step \(step)")
+        weightsWriter?.writeRaw(["step": step, "ranks": sums.count, "checksums": sums.map(WeightChecksum.hex)])
+      }
       if step % config.int("checkpoint.every") == 0 || step == steps { try checkpoint() }
-      if keelStopRequested != 0 {
+      // a signal on any rank stops every rank after the same step
+      let stop = try comm.allreduceMax([keelStopRequested], what: "allreduce of the stop flag")[0]
+      if stop != 0 {
         if step % config.int("checkpoint.every") != 0 && step != steps { try checkpoint() }
         stoppedBySignal = true
         log("stopped by signal after step \(step); checkpoint written; resume with --resume \(run.path)")
@@ -174,12 +224,12 @@ public final class Trainer {
       }
     }
     let summary = makeSummary(stoppedBySignal: stoppedBySignal)
-    try run.writeSummary(summary)
+    if comm.isRoot { try run.writeSummary(summary) }
     return summary
   }
 
   func write(_ m: Metrics, step: Int) {
-    metricsWriter.write(m, step: step)
+    metricsWriter?.write(m, step: step)
     tensorboard?.write(m, step: step)
   }
 
@@ -199,7 +249,7 @@ public final class Trainer {
   func evaluate() throws -> EvalResult {
     try Evaluator.run(policy, problems: dataset.eval, tokenizer: tokenizer, samples: config.int("eval.samples"),
                       temperature: Float(config.float("sampler.temperature")), maxTokens: config.int("sampler.max_tokens"),
-                      marker: dataset.answerMarker, seed: seed)
+                      marker: dataset.answerMarker, seed: seed, comm: comm)
   }
 
   func learningRate(_ step: Int) -> Float {
@@ -213,6 +263,7 @@ public final class Trainer {
   }
 
   func checkpoint() throws {
+    guard comm.isRoot else { return }
     try run.saveCheckpoint(step: step, policy: policy, plugins: plugins,
                            state: RunState(step: step, trainSeconds: trainSeconds, coldStartEval: coldStartEval,
                                            evalHistory: evalHistory.map { .init(step: $0.step, greedy: $0.greedy, sampled: $0.sampled, trainSeconds: $0.trainSeconds) }))

@@ -4,8 +4,10 @@
 //   keel train --preset test --steps 5 --out /tmp/run
 //   keel train --objective ./libmine.so --set objective.params.eps_high=0.3
 //   keel train --resume runs/x --steps 200
+//   mpirun -np 2 keel train --threads 1   # data-parallel over MPI ranks (docs/scaling.md)
 import ArgumentParser
 import Foundation
+import KeelDistributed
 import KeelRL
 
 struct TrainCommand: ParsableCommand {
@@ -20,6 +22,7 @@ struct TrainCommand: ParsableCommand {
   @Option(help: "Reward plugin: a name or a path to a .so.") var reward: String?
   @Option(help: "Baseline plugin: a name or a path to a .so.") var baseline: String?
   @Option(help: "Starting values: default | test (tiny, seconds).") var preset: String?
+  @Option(help: "Threads per process (per rank under mpirun); sets train.threads.") var threads: Int?
   @Option(help: "Continue the run in this directory from its latest checkpoint.") var resume: String?
   @Flag(help: "Also write TensorBoard event files.") var tensorboard = false
   @Flag(help: "No progress line.") var quiet = false
@@ -31,17 +34,27 @@ struct TrainCommand: ParsableCommand {
       return
     }
     installStopHandlers()
+    let comm: Communicator
     do {
-      try train()
-    } catch let e as ExitCode {
-      throw e
+      comm = try Communicator.fromEnvironment()
     } catch {
-      FileHandle.standardError.write(Data("\nerror: \(error)\n".utf8))
+      FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+      throw ExitCode(1)
+    }
+    do {
+      try train(comm: comm)
+      comm.finalize()
+    } catch {
+      let text = (error as? LocalizedError)?.errorDescription ?? "\(error)"
+      let who = comm.size > 1 ? " (rank \(comm.rank) of \(comm.size), pid \(getpid()), host \(comm.host))" : ""
+      FileHandle.standardError.write(Data("\nerror\(who): \(text)\n".utf8))
+      // one failing rank ends the whole job at once instead of leaving the others waiting
+      if comm.size > 1 { comm.abort(code: 1) }
       throw ExitCode(1)
     }
   }
 
-  func train() throws {
+  func train(comm: Communicator) throws {
     var file: [String: String] = [:]
     var runPath: String
     var checkpoint: String? = nil
@@ -68,17 +81,23 @@ struct TrainCommand: ParsableCommand {
     if let reward { overrides["reward.name"] = reward }
     if let baseline { overrides["baseline.name"] = baseline }
     if let preset { overrides["preset"] = preset }
+    if let threads { overrides["train.threads"] = String(threads) }
     if tensorboard { overrides["log.tensorboard"] = "true" }
     let resolved = try ConfigSchema.resolve(file: file, overrides: overrides)
     if resume == nil {
       runPath = out ?? "runs/train-\(resolved.int("seed"))-\(Int(Date().timeIntervalSince1970))"
     }
-    let run = try RunDirectory(path: runPath, create: true)
-    try run.writeConfig(resolved)
-    let log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
-    let trainer = try Trainer(config: resolved, run: run, quiet: quiet, log: log)
+    // rank 0 alone writes the run directory; the others only read (a resumed checkpoint)
+    let run = try RunDirectory(path: runPath, create: comm.isRoot)
+    if comm.isRoot { try run.writeConfig(resolved) }
+    let log: (String) -> Void = comm.isRoot ? { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } : { _ in }
+    if comm.size > 1 && comm.isRoot && !quiet {
+      log("MPI: \(comm.size) ranks × \(resolved.int("train.threads")) threads; rank 0 writes \(runPath)")
+    }
+    let trainer = try Trainer(config: resolved, run: run, quiet: quiet, comm: comm, log: log)
     try trainer.prepare(resumeFrom: checkpoint)
     let summary = try trainer.train(steps: resolved.int("steps"))
+    guard comm.isRoot else { return }
     print(String(format: "run %@: %d steps, %.1f s of training; greedy eval accuracy %.1f%% → %.1f%% (best %.1f%%)",
                  runPath, summary.steps, summary.trainSeconds, 100 * summary.coldStartGreedy, 100 * summary.finalGreedy, 100 * summary.bestGreedy))
     if let r = summary.diagnostics["fo_residual_mean"] {
