@@ -82,7 +82,7 @@ let package = Package(
     .testTarget(name: "KeelKernelsTests", dependencies: ["KeelKernels"], path: "Tests/KeelKernelsTests"),
     .testTarget(name: "KeelModelTests", dependencies: ["KeelModel", "KeelKernels"], path: "Tests/KeelModelTests"),
     .testTarget(name: "KeelRLTests", dependencies: ["KeelRL", "KeelModel", "KeelPluginHost", "KeelTestSupport"], path: "Tests/KeelRLTests"),
-    .testTarget(name: "KeelCLITests", dependencies: ["KeelPluginHost", "KeelRL", "KeelModel", "KeelTestSupport"],
+    .testTarget(name: "KeelCLITests", dependencies: ["KeelPluginHost", "KeelRL", "KeelModel", "KeelTasks", "KeelTestSupport"],
                 path: "Tests/KeelCLITests"),
   ] + builtinPlugins.map { $0.1 },
   swiftLanguageModes: [.v6]

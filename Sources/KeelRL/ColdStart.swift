@@ -21,6 +21,8 @@ public struct ColdStartSettings: Sendable {
   public var seed: UInt64
   public var threads: Int
   public var maxTokens: Int
+  /// Steps between validation checks (the target is tested only there).
+  public var checkEvery = 20
 
   public init(task: any TaskGenerator, taskSeed: UInt64, model: ModelConfig, teacher: Teacher, teacherName: String,
               targetAccuracy: Double, maxSteps: Int, lr: Float, batch: Int, seed: UInt64, threads: Int, maxTokens: Int) {
@@ -34,7 +36,7 @@ public struct ColdStartSettings: Sendable {
     let enc = JSONEncoder()
     enc.outputFormatting = .sortedKeys
     let model = (try? enc.encode(self.model)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-    return "v1|\(task.name)|\(taskSeed)|\(model)|\(teacherName)|\(targetAccuracy)|\(maxSteps)|\(lr)|\(batch)|\(seed)|\(maxTokens)"
+    return "v1|\(checkEvery == 20 ? "" : "check\(checkEvery)|")\(task.name)|\(taskSeed)|\(model)|\(teacherName)|\(targetAccuracy)|\(maxSteps)|\(lr)|\(batch)|\(seed)|\(maxTokens)"
   }
 }
 
@@ -55,7 +57,7 @@ public enum ColdStart {
     // validation: train-split problems far from the ones trained on
     let validation = (0..<200).map { split.problem(.train, index: 10_000_000 + $0) }
     var lastLoss = 0.0, acc = 0.0, step = 0
-    let checkEvery = 20
+    let checkEvery = max(1, s.checkEvery)
     while step < s.maxSteps {
       if keelStopRequested != 0 {
         throw TrainerError(message: "interrupted during the cold start at step \(step): nothing was cached; run again to make it")

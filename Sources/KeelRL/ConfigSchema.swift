@@ -52,7 +52,7 @@ public enum ConfigSchema {
   /// The whole table. Every choice the paper leaves open is a documented default here.
   public static let keys: [ConfigKey] = [
     k("seed", .int, .int(1), "seed of everything random: data order, initial weights, sampling"),
-    k("steps", .int, .int(120), "RL steps (global batches) to run"),
+    k("steps", .int, .int(240), "RL steps (global batches) to run"),
     k("preset", .string, .string("default"), "starting values for the keys not set: default | test (tiny, seconds)", ["default", "test"]),
     k("task.name", .string, .string("addition"), "addition | arithmetic | sorting | countdown | scratchpad, or a .jsonl path"),
     k("task.digits", .int, .int(2), "digits per operand (addition, arithmetic, scratchpad)"),
@@ -62,8 +62,9 @@ public enum ConfigSchema {
     k("coldstart.checkpoint", .string, .string("auto"), "auto (made by `keel sft` on first use and cached) | a checkpoint directory | none (random init)"),
     k("coldstart.teacher", .string, .string("careful"), "teacher of the cold start demonstrations: careful | sloppy (30% random digit errors) | terse | forgetful (forgets carries 75% of the time)", ["careful", "sloppy", "terse", "forgetful"]),
     k("coldstart.target_accuracy", .float, .float(0.25), "stop the cold start once greedy accuracy on a train-split validation set reaches this"),
-    k("coldstart.max_steps", .int, .int(600), "cold start step limit"),
-    k("coldstart.lr", .float, .float(1e-2), "cold start AdamW learning rate"),
+    k("coldstart.max_steps", .int, .int(900), "cold start step limit"),
+    k("coldstart.lr", .float, .float(3e-3), "cold start AdamW learning rate"),
+    k("coldstart.check_every", .int, .int(5), "cold start steps between validation checks (the target accuracy is tested there)"),
     k("coldstart.batch", .int, .int(64), "cold start demonstrations per step"),
     k("sampler.precision", .string, .string("bf16"), "inference-engine arithmetic: fp32 | bf16 | fp16 | fp8 | exact (bit-identical to the trainer)", ["fp32", "bf16", "fp16", "fp8", "exact"]),
     k("sampler.temperature", .float, .float(1.0), "sampling temperature (log-probs are those of softmax(logits / T) on both engines)"),
@@ -73,7 +74,7 @@ public enum ConfigSchema {
     k("rollout.prompts", .int, .int(32), "B: prompts per global batch"),
     k("rollout.group_size", .int, .int(8), "G: responses per prompt"),
     k("train.minibatches", .int, .int(1), "N: sequential updates per global batch (1 = on-policy)"),
-    k("train.lr", .float, .float(1e-3), "AdamW learning rate (β = 0.9, 0.999; ε = 1e-8)"),
+    k("train.lr", .float, .float(3e-4), "AdamW learning rate (β = 0.9, 0.999; ε = 1e-8)"),
     k("train.schedule", .string, .string("constant"), "learning-rate schedule: constant | cosine (to 10% over `steps`)", ["constant", "cosine"]),
     k("train.warmup_steps", .int, .int(0), "linear warm-up steps"),
     k("train.weight_decay", .float, .float(0.0), "AdamW decoupled weight decay"),
@@ -108,7 +109,7 @@ public enum ConfigSchema {
     "model.preset": .string("tiny"), "rollout.prompts": .int(8), "rollout.group_size": .int(4),
     "task.eval_size": .int(64), "eval.samples": .int(2), "eval.every": .int(5), "steps": .int(10),
     "coldstart.max_steps": .int(120), "coldstart.batch": .int(32), "coldstart.target_accuracy": .float(0.2),
-    "checkpoint.every": .int(5), "train.lr": .float(1e-3),
+    "checkpoint.every": .int(5), "train.lr": .float(1e-3), "coldstart.lr": .float(1e-2), "coldstart.check_every": .int(20),
   ]
 
   public static let pluginParamPrefixes = ["objective.params.", "reward.params.", "baseline.params."]

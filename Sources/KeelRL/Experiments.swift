@@ -16,11 +16,11 @@ public enum Experiments {
     case "small":
       return ["preset": "test", "task.name": "scratchpad", "task.digits": "1", "task.terms": "3", "sampler.max_tokens": "24",
               "sampler.precision": "fp8", "steps": "8", "eval.every": "4", "rollout.prompts": "8", "rollout.group_size": "4",
-              "coldstart.max_steps": "200"]
+              "coldstart.max_steps": "200", "coldstart.lr": "1e-2", "coldstart.check_every": "20"]
     case "full":
       return ["task.name": "scratchpad", "task.digits": "1", "task.terms": "4", "sampler.max_tokens": "32",
               "sampler.precision": "fp8", "steps": "100", "eval.every": "10", "task.eval_size": "200", "eval.samples": "2",
-              "rollout.prompts": "16", "rollout.group_size": "8", "train.lr": "1e-3", "coldstart.max_steps": "1000",
+              "rollout.prompts": "16", "rollout.group_size": "8", "train.lr": "1e-3", "coldstart.max_steps": "1000", "coldstart.lr": "1e-2", "coldstart.check_every": "20",
               "checkpoint.every": "100"]
     default: throw ConfigError.badValue(key: "--scale", expected: "small | full", got: scale)
     }

@@ -166,7 +166,9 @@ public final class Trainer {
                                 maxSteps: config.int("coldstart.max_steps"), lr: Float(config.float("coldstart.lr")),
                                 batch: config.int("coldstart.batch"), seed: seed, threads: config.int("train.threads"),
                                 maxTokens: config.int("sampler.max_tokens"))
-      let (dir, made) = try ColdStart.cached(s, log: quiet ? { _ in } : log)
+      var settings = s
+      settings.checkEvery = config.int("coldstart.check_every")
+      let (dir, made) = try ColdStart.cached(settings, log: quiet ? { _ in } : log)
       if let made { log(String(format: "cold start: %d steps, validation greedy accuracy %.3f, %.1f s", made.steps, made.validationAccuracy, made.seconds)) }
       return dir
     default:

@@ -1,5 +1,6 @@
 // BenchCommand.swift — `keel bench [--model dense|moe] [--json]`: throughput of the sampler and
 // the training step at the reference shapes, with a same-run SGEMM yardstick (Bench.swift).
+// `keel bench --ranks 1,2,4`: data-parallel scaling of real training steps (ScalingBench.swift).
 import ArgumentParser
 import Foundation
 import KeelModel
@@ -13,8 +14,20 @@ struct BenchCommand: ParsableCommand {
   @Option(help: "Threads (BLAS and Keel's kernels).") var threads: Int = 2
   @Option(help: "Matrix-product backend for the fast modes: keel | blas.") var backend: String = "keel"
   @Flag(help: "Small shapes (a smoke run for tests; figures are not representative).") var quick = false
+  @Option(help: "Scaling report instead: training steps at these rank counts, e.g. 1,2,4 (mpirun; threads per rank = --threads / K).")
+  var ranks: String?
+  @Option(help: "Training steps per rank count in the scaling report (the first is warm-up).") var scalingSteps: Int = 6
+  @Option(name: .customLong("set"), help: "Config override for the scaling report's runs (repeatable), e.g. --set model.preset=dense.")
+  var sets: [String] = []
 
   func run() throws {
+    if let ranks {
+      let ks = ranks.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+      guard !ks.isEmpty, ks.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--ranks takes positive integers, e.g. 1,2,4; got '\(ranks)'") }
+      guard scalingSteps >= 2 else { throw ValidationError("--scaling-steps must be at least 2 (the first step is warm-up)") }
+      _ = try ScalingBench.run(ranks: ks, threads: threads, steps: scalingSteps, sets: sets, json: json)
+      return
+    }
     guard let backend = GemmBackend(rawValue: backend) else { throw ValidationError("--backend must be keel or blas") }
     var config: ModelConfig
     switch model {

@@ -14,8 +14,9 @@ struct SftCommand: ParsableCommand {
   @Option(help: "careful | sloppy | terse | forgetful") var teacher: String = "careful"
   @Option(help: "Model preset: moe | dense | tiny.") var model: String = "moe"
   @Option(help: "Stop at this greedy accuracy on a train-split validation set.") var target: Double = 0.25
-  @Option(help: "Step limit.") var maxSteps: Int = 600
-  @Option(help: "Learning rate.") var lr: Double = 1e-2
+  @Option(help: "Step limit.") var maxSteps: Int = 900
+  @Option(help: "Learning rate.") var lr: Double = 3e-3
+  @Option(help: "Steps between validation checks.") var checkEvery: Int = 5
   @Option(help: "Demonstrations per step.") var batch: Int = 64
   @Option(help: "Longest response in tokens.") var maxTokens: Int = 8
   @Option(help: "Seed.") var seed: Int = 1
@@ -26,9 +27,10 @@ struct SftCommand: ParsableCommand {
     guard let t = Teacher.named(teacher) else { throw ValidationError("--teacher must be careful, sloppy, terse or forgetful") }
     let gen = try TaskRegistry.make(task, digits: digits, terms: terms > 0 ? terms : nil)
     let config = try ModelPreset.config(model, vocab: CharTokenizer().vocabSize)
-    let s = ColdStartSettings(task: gen, taskSeed: UInt64(seed), model: config, teacher: t, teacherName: teacher,
+    var s = ColdStartSettings(task: gen, taskSeed: UInt64(seed), model: config, teacher: t, teacherName: teacher,
                               targetAccuracy: target, maxSteps: maxSteps, lr: Float(lr), batch: batch, seed: UInt64(seed),
                               threads: threads, maxTokens: maxTokens)
+    s.checkEvery = checkEvery
     let (store, report) = try ColdStart.train(s) { print($0) }
     try Checkpoint.save(directory: out, store: store)
     print(String(format: "saved %@: %d steps, validation greedy accuracy %.3f, %.1f s", out, report.steps, report.validationAccuracy, report.seconds))

@@ -5,6 +5,9 @@
 //   for bit; resume across K; a killed rank, a hung rank and a signalled rank.
 // Skipped (with the reason) only where `mpirun` is not installed.
 import Foundation
+import KeelModel
+import KeelRL
+import KeelTasks
 import KeelTestSupport
 import XCTest
 
@@ -148,6 +151,26 @@ final class MPITests: XCTestCase {
         XCTAssertLessThanOrEqual(d, 1e-3, "\(run) step \(step): \(k) differs by \(d) relative from the uninterrupted K = 1 run")
       }
     }
+  }
+
+  /// `keel bench --ranks 1,2`: one row per K; K = 2 sends each step's gradients (4 bytes per
+  /// parameter per update) plus small metric vectors into collectives; K = 1 sends nothing.
+  func testScalingBenchReportsCollectiveBytes() throws {
+    _ = try mpirun()
+    let r = try TestSupport.run(TestSupport.keel, ["bench", "--ranks", "1,2", "--scaling-steps", "3", "--json", "--threads", "2",
+                                                   "--set", "preset=test"], environment: env)
+    XCTAssertEqual(r.status, 0, r.stdout)
+    let json = try XCTUnwrap(r.stdout.split(separator: "\n").last { $0.hasPrefix("[") })
+    let rows = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [[String: Any]]
+    XCTAssertEqual(rows.map { $0["ranks"] as? Int }, [1, 2])
+    XCTAssertEqual(rows.map { $0["threadsPerRank"] as? Int }, [2, 1])
+    let params = try ModelPreset.config("tiny", vocab: CharTokenizer().vocabSize)
+    let count = Layout(params).count
+    let bytes = rows[1]["allreduceBytes"] as! Double
+    XCTAssertEqual(rows[0]["allreduceBytes"] as! Double, 0)
+    XCTAssertGreaterThanOrEqual(bytes, Double(4 * count), "one gradient allreduce per update")
+    XCTAssertLessThan(bytes, Double(4 * count) + 64 * 1024, "gradients plus small metric vectors only")
+    for row in rows { XCTAssertGreaterThan(row["stepSeconds"] as! Double, 0) }
   }
 
   /// The pid of rank `rank` of the job writing to `out`.
