@@ -64,7 +64,7 @@ public enum ConfigSchema {
     k("coldstart.target_accuracy", .float, .float(0.25), "stop the cold start once greedy accuracy on a train-split validation set reaches this"),
     k("coldstart.max_steps", .int, .int(900), "cold start step limit"),
     k("coldstart.lr", .float, .float(3e-3), "cold start AdamW learning rate"),
-    k("coldstart.check_every", .int, .int(5), "cold start steps between validation checks (the target accuracy is tested there)"),
+    k("coldstart.check_every", .int, .int(10), "cold start steps between validation checks (the target accuracy is tested there)"),
     k("coldstart.batch", .int, .int(64), "cold start demonstrations per step"),
     k("sampler.precision", .string, .string("bf16"), "inference-engine arithmetic: fp32 | bf16 | fp16 | fp8 | exact (bit-identical to the trainer)", ["fp32", "bf16", "fp16", "fp8", "exact"]),
     k("sampler.temperature", .float, .float(1.0), "sampling temperature (log-probs are those of softmax(logits / T) on both engines)"),

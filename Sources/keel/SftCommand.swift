@@ -16,7 +16,7 @@ struct SftCommand: ParsableCommand {
   @Option(help: "Stop at this greedy accuracy on a train-split validation set.") var target: Double = 0.25
   @Option(help: "Step limit.") var maxSteps: Int = 900
   @Option(help: "Learning rate.") var lr: Double = 3e-3
-  @Option(help: "Steps between validation checks.") var checkEvery: Int = 5
+  @Option(help: "Steps between validation checks.") var checkEvery: Int = 10
   @Option(help: "Demonstrations per step.") var batch: Int = 64
   @Option(help: "Longest response in tokens.") var maxTokens: Int = 8
   @Option(help: "Seed.") var seed: Int = 1
