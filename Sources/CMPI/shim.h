@@ -20,6 +20,11 @@ static inline int cmpi_rank(void) { int r = 0; MPI_Comm_rank(MPI_COMM_WORLD, &r)
 static inline int cmpi_size(void) { int s = 1; MPI_Comm_size(MPI_COMM_WORLD, &s); return s; }
 static inline void cmpi_abort(int code) { MPI_Abort(MPI_COMM_WORLD, code); }
 static inline int cmpi_barrier(void) { return MPI_Barrier(MPI_COMM_WORLD); }
+/* A barrier that does not spin: start it, then poll (the caller sleeps between polls).
+ * Each request handle lives in *request (an opaque MPI_Request). */
+static inline int cmpi_ibarrier(MPI_Request *request) { return MPI_Ibarrier(MPI_COMM_WORLD, request); }
+static inline int cmpi_test(MPI_Request *request, int *done) { return MPI_Test(request, done, MPI_STATUS_IGNORE); }
+static inline MPI_Request cmpi_request_null(void) { return MPI_REQUEST_NULL; }
 
 /* In-place sums over all ranks; every rank receives the result. */
 static inline int cmpi_allreduce_sum_float(float *buf, int count) {

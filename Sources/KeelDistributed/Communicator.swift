@@ -124,10 +124,22 @@ public final class Communicator: @unchecked Sendable {
     return out
   }
 
-  /// Wait for every rank; `timeout` nil uses the communicator's, 0 waits forever.
-  public func barrier(what: String, timeout: Double? = nil) throws {
+  /// Wait for every rank; `timeout` nil uses the communicator's, 0 waits forever. `patient`:
+  /// poll every 20 ms instead of spinning (for long waits, e.g. while rank 0 makes the cold
+  /// start, so a waiting rank leaves its core to the others).
+  public func barrier(what: String, timeout: Double? = nil, patient: Bool = false) throws {
     guard size > 1 else { return }
-    try collective(what, bytes: 0, timeout: timeout) { cmpi_barrier() }
+    try collective(what, bytes: 0, timeout: timeout) {
+      guard patient else { return cmpi_barrier() }
+      var request = cmpi_request_null()
+      var rc = cmpi_ibarrier(&request)
+      var done: Int32 = 0
+      while rc == 0 && done == 0 {
+        rc = cmpi_test(&request, &done)
+        if done == 0 { usleep(20_000) }
+      }
+      return rc
+    }
   }
 
   /// Ends the job now: every rank of it exits with `code`.
@@ -199,7 +211,7 @@ final class Watchdog: @unchecked Sendable {
     lock.lock()
     self.what = what
     since = now
-    deadline = timeout > 0 ? now + UInt64(timeout * 1e9) : 0
+    deadline = timeout > 0 ? now + UInt64(min(timeout, 1e9) * 1e9) : 0
     lock.unlock()
   }
 

@@ -95,11 +95,16 @@ public enum ColdStart {
     return NSHomeDirectory() + "/.cache/keel"
   }
 
-  /// The cached checkpoint for these settings, made (and cached) if missing.
-  public static func cached(_ s: ColdStartSettings, log: (String) -> Void) throws -> (directory: String, made: ColdStartReport?) {
+  /// Where the cold start for these settings is (or would be) cached.
+  public static func cacheDirectory(_ s: ColdStartSettings) -> String {
     var h: UInt64 = 0xCBF2_9CE4_8422_2325
     for b in s.fingerprint.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
-    let dir = cacheRoot + "/coldstart-" + String(h, radix: 16)
+    return cacheRoot + "/coldstart-" + String(h, radix: 16)
+  }
+
+  /// The cached checkpoint for these settings, made (and cached) if missing.
+  public static func cached(_ s: ColdStartSettings, log: (String) -> Void) throws -> (directory: String, made: ColdStartReport?) {
+    let dir = cacheDirectory(s)
     if FileManager.default.fileExists(atPath: dir + "/model.safetensors") { return (dir, nil) }
     log("making the cold-start checkpoint (cached in \(dir))")
     let (store, report) = try train(s, log: log)

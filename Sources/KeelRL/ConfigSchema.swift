@@ -82,7 +82,7 @@ public enum ConfigSchema {
     k("train.routing_replay", .string, .string("none"), "MoE routing replay: none | R2 (training engine's π_old experts) | R3 (sampler's experts)", ["none", "R2", "R3"]),
     k("train.kl_ref", .bool, .bool(false), "pass log-probs of a frozen reference policy (the cold start) to the objective as logp_ref"),
     k("train.micro_batch", .int, .int(128), "sequences per forward/backward pass (memory bound; does not change results' meaning)"),
-    k("train.aux_loss_coef", .float, .float(0.0), "MoE load-balancing loss coefficient (0 = off)"),
+    k("train.aux_loss_coef", .float, .float(0.0), "MoE load-balancing loss coefficient (0 = off); taken per micro-batch, weighted by its share of the mini-batch's tokens"),
     k("train.threads", .int, .int(2), "threads for kernels and BLAS (per rank under mpirun)"),
     k("distributed.timeout", .float, .float(300), "seconds a rank waits in an MPI collective before it gives up and exits non-zero (0: forever); see docs/scaling.md"),
     k("distributed.check_every", .int, .int(0), "under mpirun, compare a checksum of every rank's weights every this many steps and write them to weights.jsonl (0: only after loading)"),

@@ -48,11 +48,12 @@ extension Trainer {
       }
       // the baseline sees the global batch (rewards and lengths of every rank, in prompt order)
       var local: [Double] = []
-      for r in responses { local += [Double(r.reward), Double(r.tokens.count)] }
+      for r in responses { local += [Double(r.reward), Double(r.tokens.count), Double(r.prompt.count + r.tokens.count)] }
       let all = try comm.allgatherv(local, what: "allgather of rewards and lengths")
-      let count = all.count / 2
-      let rewards = (0..<count).map { Float(all[2 * $0]) }
-      globalLengths = (0..<count).map { Int(all[2 * $0 + 1]) }
+      let count = all.count / 3
+      let rewards = (0..<count).map { Float(all[3 * $0]) }
+      globalLengths = (0..<count).map { Int(all[3 * $0 + 1]) }
+      globalSequenceTokens = (0..<count).map { Int(all[3 * $0 + 2]) }
       let adv = try plugins.baseline.advantages(rewards: rewards, groupIds: (0..<count).map { Int64($0 / G) },
                                                 lengths: globalLengths.map { Int64($0) })
       for i in responses.indices { responses[i].advantage = adv[share.lowerBound * G + i] }
@@ -180,6 +181,10 @@ extension Trainer {
       // the loss normalisers are the optimizer-step batch's global totals, over every rank
       let totalSeq = Double(groupsOf[mIndex].count * G)
       let totalTok = Double(groupsOf[mIndex].reduce(0) { t, g in t + globalLengths[(g * G)..<((g + 1) * G)].reduce(0, +) })
+      // the MoE load-balancing loss is taken per micro-batch, weighted by its share of the
+      // mini-batch's tokens (prompt + response, all ranks): independent of micro-batches and K
+      let allTok = Double(groupsOf[mIndex].reduce(0) { t, g in t + globalSequenceTokens[(g * G)..<((g + 1) * G)].reduce(0, +) })
+      let auxCoef = config.float("train.aux_loss_coef")
       var loss = 0.0
       var metricSums = [Double](repeating: 0, count: names.count)
       var tokensSeen = 0.0
@@ -191,8 +196,9 @@ extension Trainer {
         case "R3": mode = .replay(buffer.routing(chunk, sampler: true)!)
         default: mode = .natural
         }
+        let chunkAux = Float(auxCoef * Double(b.tokens.count) / max(allTok, 1))
         let out = policy.engine.forward(b, temperature: Float(config.float("sampler.temperature")), routing: mode, save: true,
-                                        auxLossCoef: Float(config.float("train.aux_loss_coef")))
+                                        auxLossCoef: chunkAux)
         var ob = ObjectiveBatch(seqOffsets: [0], groupIds: [], mask: [], advantages: [], logp: out.logp, logpOld: [], logpRollout: [],
                                 totalSequences: totalSeq, totalTokens: totalTok, maxResponseTokens: Int64(config.int("sampler.max_tokens")))
         var offsets: [Int64] = [0]
@@ -238,7 +244,7 @@ extension Trainer {
           }
         }
         tokensSeen += tokensHere
-        policy.engine.backward(out.saved!, dlogp: result.gradLogp, auxLossCoef: Float(config.float("train.aux_loss_coef")))
+        policy.engine.backward(out.saved!, dlogp: result.gradLogp, auxLossCoef: chunkAux)
       }
       if monitor {
         let t = DispatchTime.now().uptimeNanoseconds
@@ -250,7 +256,10 @@ extension Trainer {
       // sum the gradients and this update's totals over ranks; a skip on any rank skips on all
       var totals = [loss.isNaN ? 1 : 0, loss.isNaN ? 0 : loss, tokensSeen] + metricSums
       totals = try comm.allreduceSum(totals, what: "allreduce of update totals")
-      if totals[0] > 0 { continue }
+      if totals[0] > 0 {
+        if !loss.isNaN { log("step \(step) mini-batch \(mIndex): a non-finite objective output on another rank — update skipped (train.on_nan: skip)") }
+        continue
+      }
       loss = totals[1]
       tokensSeen = totals[2]
       metricSums = Array(totals[3...])

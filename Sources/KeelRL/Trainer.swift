@@ -41,6 +41,8 @@ public final class Trainer {
   var trainSeconds = 0.0
   /// Token count of every response of the current step's global batch (all ranks), prompt order.
   var globalLengths: [Int] = []
+  /// Prompt + response tokens of each of those responses (weights the MoE auxiliary loss).
+  var globalSequenceTokens: [Int] = []
   /// Rank 0 only (nil on the others), like every writer below.
   var metricsWriter: JSONLWriter?
   var weightsWriter: JSONLWriter?
@@ -100,9 +102,9 @@ public final class Trainer {
     comm.timeout = config.float("distributed.timeout")
     // rank 0 makes (or finds) the cold start first; the others then find it in the cache
     var coldDir: String? = nil
-    if comm.isRoot { coldDir = try coldStartDirectory() }
-    try comm.barrier(what: "barrier after the cold start", timeout: 0)
-    if !comm.isRoot { coldDir = try coldStartDirectory() }
+    if comm.isRoot { coldDir = try coldStartDirectory(make: true) }
+    try comm.barrier(what: "barrier after the cold start", timeout: 0, patient: true)
+    if !comm.isRoot { coldDir = try coldStartDirectory(make: false) }
     if let checkpoint {
       let (store, opt) = try Checkpoint.load(directory: checkpoint, optimizer: true)
       policy = Policy(store: store, precision: precision, threads: threads, optimizer: opt)
@@ -121,6 +123,12 @@ public final class Trainer {
     if config.bool("train.kl_ref") {
       let refStore = coldDir.map { try? Checkpoint.load(directory: $0).0 } ?? nil
       reference = TrainingEngine(store: refStore ?? policy.store.copy(), compute: policy.engine.compute)
+    }
+    if comm.size > 1 {
+      // the objective and the reward see only this rank's data: their states would drift apart
+      for (role, p) in plugins.all where role != "baseline" && p.library.hasState {
+        throw TrainerError(message: "the \(role) plugin '\(p.library.name)' (\(p.library.path)) keeps state (save_state/load_state), which would differ between MPI ranks (each sees only its share of the batch); run it in one process")
+      }
     }
     try checkWeightsAgree(after: "loading")
     guard comm.isRoot else { return }
@@ -152,7 +160,8 @@ public final class Trainer {
     return all
   }
 
-  func coldStartDirectory() throws -> String? {
+  /// `make: false` (ranks other than 0) only looks the cache up: rank 0 made it.
+  func coldStartDirectory(make: Bool = true) throws -> String? {
     let value = config.string("coldstart.checkpoint")
     switch value {
     case "none": return nil
@@ -168,6 +177,13 @@ public final class Trainer {
                                 maxTokens: config.int("sampler.max_tokens"))
       var settings = s
       settings.checkEvery = config.int("coldstart.check_every")
+      if !make {
+        let dir = ColdStart.cacheDirectory(settings)
+        guard FileManager.default.fileExists(atPath: dir + "/model.safetensors") else {
+          throw TrainerError(message: "rank \(comm.rank) on host \(comm.host) cannot see the cold start rank 0 made (\(dir)): put KEEL_CACHE on a shared filesystem (mpirun -x KEEL_CACHE=…) or give coldstart.checkpoint a shared directory")
+        }
+        return dir
+      }
       let (dir, made) = try ColdStart.cached(settings, log: quiet ? { _ in } : log)
       if let made { log(String(format: "cold start: %d steps, validation greedy accuracy %.3f, %.1f s", made.steps, made.validationAccuracy, made.seconds)) }
       return dir

@@ -94,6 +94,13 @@ struct TrainCommand: ParsableCommand {
     if comm.size > 1 && comm.isRoot && !quiet {
       log("MPI: \(comm.size) ranks × \(resolved.int("train.threads")) threads; rank 0 writes \(runPath)")
     }
+    // ranks on this host × threads per rank beyond its cores: every kernel then waits for a
+    // descheduled thread (docs/scaling.md: 2 ranks × 1 thread is the best split on 2 cores)
+    if comm.size > 1, let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init),
+       comm.isRoot, local * resolved.int("train.threads") > ProcessInfo.processInfo.activeProcessorCount {
+      FileHandle.standardError.write(Data(("warning: \(local) ranks × \(resolved.int("train.threads")) threads on a host with "
+        + "\(ProcessInfo.processInfo.activeProcessorCount) cores oversubscribes it; pass --threads \(max(1, ProcessInfo.processInfo.activeProcessorCount / local))\n").utf8))
+    }
     let trainer = try Trainer(config: resolved, run: run, quiet: quiet, comm: comm, log: log)
     try trainer.prepare(resumeFrom: checkpoint)
     let summary = try trainer.train(steps: resolved.int("steps"))

@@ -107,7 +107,7 @@ final class MPITests: XCTestCase {
       XCTAssertEqual(Set(ranks).count, 1, "step \(step): ranks disagree \(ranks)")
       XCTAssertEqual(c1[step]?.count, 1)
     }
-    XCTAssertEqual(Set((1...3).map { c2[$0]![0] }).count, 3, "weights must change every step")
+    XCTAssertEqual(Set((1...3).compactMap { c2[$0]?.first }).count, 3, "weights must change every step")
 
     // metrics: step 1 within 1e-5 relative; later steps within 1e-3 (see docs/scaling.md)
     let m1 = try metrics(base + "/k1"), m2 = try metrics(base + "/k2")
@@ -131,7 +131,8 @@ final class MPITests: XCTestCase {
     let base = TestSupport.tempDir("keel-mpi-resume")
     // K = 2 for 2 steps, then K = 1 to step 4; and K = 1 for 2 steps, then K = 2 to step 4
     try train(ranks: 2, out: base + "/a", common + ["--steps", "2"])
-    try TestSupport.run(TestSupport.keel, ["train", "--resume", base + "/a", "--steps", "4", "--quiet", "--threads", "1"], environment: env)
+    let ra = try TestSupport.run(TestSupport.keel, ["train", "--resume", base + "/a", "--steps", "4", "--quiet", "--threads", "1"], environment: env)
+    XCTAssertEqual(ra.status, 0, ra.stdout)
     try train(ranks: 1, out: base + "/b", common + ["--steps", "2"])
     let r = try TestSupport.run(try mpirun(), ["-np", "2", TestSupport.keel, "train", "--resume", base + "/b", "--steps", "4", "--quiet", "--threads", "1"],
                                 environment: env)
@@ -151,6 +152,18 @@ final class MPITests: XCTestCase {
         XCTAssertLessThanOrEqual(d, 1e-3, "\(run) step \(step): \(k) differs by \(d) relative from the uninterrupted K = 1 run")
       }
     }
+  }
+
+  /// A plugin that keeps state would drift apart across ranks (each sees its share of the
+  /// batch): K = 2 refuses it, naming the plugin, and the whole job exits non-zero; K = 1 runs it.
+  func testStatefulObjectiveRefusedAcrossRanks() throws {
+    let lib = try TestSupport.fixture("stateful.c")
+    let base = TestSupport.tempDir("keel-mpi-stateful")
+    let args = ["--preset", "test", "--threads", "1", "--quiet", "--steps", "1", "--objective", lib]
+    let r = try TestSupport.run(try mpirun(), ["-np", "2", TestSupport.keel, "train", "--out", base + "/k2"] + args, environment: env)
+    XCTAssertNotEqual(r.status, 0, r.stdout)
+    XCTAssertTrue(r.stdout.contains("fixture-stateful") && r.stdout.contains("keeps state") && r.stdout.contains(lib), r.stdout)
+    try train(ranks: 1, out: base + "/k1", args)
   }
 
   /// `keel bench --ranks 1,2`: one row per K; K = 2 sends each step's gradients (4 bytes per
@@ -186,7 +199,8 @@ final class MPITests: XCTestCase {
     return nil
   }
 
-  /// A long K = 2 run, started in the background; returns the process once step `atLeast` is checkpointed.
+  /// A long K = 2 run, started in the background; returns the process once step `atLeast` is
+  /// checkpointed (or, with `atLeast` 0, once 3 steps are logged). The caller ends it.
   func startLongRun(out: String, extra: [String] = [], atLeast: Int = 2) throws -> (Process, Pipe) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: try mpirun())
@@ -197,12 +211,25 @@ final class MPITests: XCTestCase {
     p.standardError = pipe
     try p.run()
     let deadline = Date().addingTimeInterval(120)
-    while Date() < deadline {
-      if let name = try? String(contentsOfFile: out + "/checkpoints/latest", encoding: .utf8), let s = Int(name.dropFirst("step-".count)),
-         s >= atLeast { break }
+    func ready() -> Bool {
+      if atLeast == 0 { return ((try? lines(out + "/metrics.jsonl"))?.count ?? 0) >= 4 }
+      guard let name = try? String(contentsOfFile: out + "/checkpoints/latest", encoding: .utf8),
+            let s = Int(name.dropFirst("step-".count)) else { return false }
+      return s >= atLeast
+    }
+    while !ready() {
+      if Date() > deadline || !p.isRunning {
+        if p.isRunning { p.terminate() }
+        throw TestFailure("the K = 2 run did not get going within 120 s (still running: \(p.isRunning))")
+      }
       usleep(50_000)
     }
     return (p, pipe)
+  }
+
+  struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
   }
 
   func waitExit(_ p: Process, within seconds: Double) -> Bool {
@@ -222,6 +249,7 @@ final class MPITests: XCTestCase {
   func testKilledRankEndsTheJob() throws {
     let out = TestSupport.tempDir("keel-mpi-kill") + "/run"
     let (p, pipe) = try startLongRun(out: out)
+    defer { if p.isRunning { p.terminate() } }
     let pid = try XCTUnwrap(rankPid(1, out: out), "rank 1 not found")
     let t0 = Date()
     kill(pid, SIGKILL)
@@ -236,7 +264,9 @@ final class MPITests: XCTestCase {
   func testHungRankTimesOut() throws {
     let out = TestSupport.tempDir("keel-mpi-hang") + "/run"
     let (p, pipe) = try startLongRun(out: out, extra: ["--set", "distributed.timeout=3"])
+    defer { if p.isRunning { p.terminate() } }
     let pid = try XCTUnwrap(rankPid(1, out: out), "rank 1 not found")
+    defer { kill(pid, SIGKILL) }
     kill(pid, SIGSTOP)  // alive but silent: rank 0 must not wait forever
     XCTAssertTrue(waitExit(p, within: 60), "the job did not end after a rank hung")
     kill(pid, SIGKILL)
@@ -248,10 +278,9 @@ final class MPITests: XCTestCase {
 
   func testSignalOnOneRankStopsEveryRank() throws {
     let out = TestSupport.tempDir("keel-mpi-sigterm") + "/run"
+    // checkpoints are rare here: the stop must write one
     let (p, pipe) = try startLongRun(out: out, extra: ["--set", "checkpoint.every=1000"], atLeast: 0)
-    // wait for a few logged steps (checkpoints are rare here: the stop must write one)
-    let deadline = Date().addingTimeInterval(120)
-    while Date() < deadline, ((try? lines(out + "/metrics.jsonl"))?.count ?? 0) < 3 { usleep(50_000) }
+    defer { if p.isRunning { p.terminate() } }
     let pid = try XCTUnwrap(rankPid(1, out: out), "rank 1 not found")
     kill(pid, SIGTERM)
     XCTAssertTrue(waitExit(p, within: 60))
