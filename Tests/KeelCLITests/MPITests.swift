@@ -202,14 +202,8 @@ final class MPITests: XCTestCase {
   /// A long K = 2 run, started in the background; returns the process once step `atLeast` is
   /// checkpointed (or, with `atLeast` 0, once 3 steps are logged). The caller ends it.
   func startLongRun(out: String, extra: [String] = [], atLeast: Int = 2) throws -> (Process, Pipe) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: try mpirun())
-    p.arguments = ["-np", "2", TestSupport.keel, "train", "--out", out, "--steps", "100000"] + common + extra
-    p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    try p.run()
+    let (p, pipe) = try TestSupport.start(try mpirun(), ["-np", "2", TestSupport.keel, "train", "--out", out, "--steps", "100000"] + common + extra,
+                                          environment: env)
     let deadline = Date().addingTimeInterval(120)
     func ready() -> Bool {
       if atLeast == 0 { return ((try? lines(out + "/metrics.jsonl"))?.count ?? 0) >= 4 }

@@ -11,14 +11,8 @@ final class TrainCLITests: XCTestCase {
 
   func testSIGINTCheckpointsAndExitsCleanlyThenResumes() throws {
     let dir = TestSupport.tempDir("keel-sigint") + "/run"
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: TestSupport.keel)
-    p.arguments = ["train", "--preset", "test", "--steps", "100000", "--out", dir, "--quiet", "--set", "checkpoint.every=100000"]
-    p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    try p.run()
+    let (p, pipe) = try TestSupport.start(TestSupport.keel, ["train", "--preset", "test", "--steps", "100000", "--out", dir, "--quiet",
+                                                             "--set", "checkpoint.every=100000"], environment: env)
     // wait until some steps are logged, then interrupt
     let deadline = Date().addingTimeInterval(60)
     while Date() < deadline {

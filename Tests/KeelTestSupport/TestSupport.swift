@@ -50,6 +50,19 @@ public enum TestSupport {
                   stdout: String(decoding: data, as: UTF8.self))
   }
 
+  /// Start a program in the background, stdout and stderr into one pipe; the caller waits.
+  public static func start(_ program: String, _ args: [String], environment: [String: String]) throws -> (Process, Pipe) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: program)
+    p.arguments = args
+    p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    try p.run()
+    return (p, pipe)
+  }
+
   /// A program on PATH (or in ~/.cargo/bin), or nil.
   public static func which(_ name: String) -> String? {
     let path = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init) + [NSHomeDirectory() + "/.cargo/bin"]
