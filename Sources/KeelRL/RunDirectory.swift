@@ -1,6 +1,7 @@
 // RunDirectory.swift — a run's directory on disk:
 //   config.yaml        the resolved configuration (every key)
-//   metrics.jsonl      one JSON object per step
+//   metrics.jsonl      one JSON object per step (diagnostics.jsonl, rollouts.jsonl and
+//                      weights.jsonl beside it when enabled; rank 0 writes all of them)
 //   provenance.json    Keel version and commit, each plugin's path, SHA-256, ABI and version
 //                      and parameters, the BLAS, CPU flags, threads
 //   checkpoints/step-N/  model (HF directory), optimizer, run state, plugin states
