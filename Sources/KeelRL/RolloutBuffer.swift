@@ -55,12 +55,18 @@ public struct RolloutBuffer: Sendable {
     return (0..<n).map { m in order[(m * per)..<((m + 1) * per)] }
   }
 
+  /// The indices of each group's responses in this buffer (empty for another rank's groups).
+  public func membersByGroup() -> [[Int]] {
+    var byGroup = [[Int]](repeating: [], count: groups)
+    for (i, r) in responses.enumerated() { byGroup[r.group].append(i) }
+    return byGroup
+  }
+
   /// N mini-batches of response indices; whole groups, groups shuffled by `seed`. Groups this
   /// buffer does not hold (another rank's) contribute nothing.
   public func minibatches(_ n: Int, seed: UInt64, step: Int) -> [[Int]] {
-    var byGroup = [[Int]](repeating: [], count: groups)
-    for (i, r) in responses.enumerated() { byGroup[r.group].append(i) }
-    return minibatchGroups(n, seed: seed, step: step).map { $0.flatMap { byGroup[$0] } }
+    let members = membersByGroup()
+    return minibatchGroups(n, seed: seed, step: step).map { $0.flatMap { members[$0] } }
   }
 
   /// Sequences (prompt + response) of some responses, scored from the first response token.

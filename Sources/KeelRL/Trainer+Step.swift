@@ -35,6 +35,7 @@ extension Trainer {
                       truncated: s.truncated, text: tokenizer.decode(s.tokens))
     }
     // 2. rewards and 3. advantages
+    var groupTokens = GroupTokens(groups: B)
     let (_, tScore) = try timed {
       let rewardSamples = responses.enumerated().map { (i, r) in
         RewardSample(prompt: problems[i / G].prompt, response: r.text, responseIds: r.tokens, reference: problems[i / G].answer,
@@ -52,10 +53,12 @@ extension Trainer {
       let all = try comm.allgatherv(local, what: "allgather of rewards and lengths")
       let count = all.count / 3
       let rewards = (0..<count).map { Float(all[3 * $0]) }
-      globalLengths = (0..<count).map { Int(all[3 * $0 + 1]) }
-      globalSequenceTokens = (0..<count).map { Int(all[3 * $0 + 2]) }
+      for i in 0..<count {
+        groupTokens.response[i / G] += Int(all[3 * i + 1])
+        groupTokens.sequence[i / G] += Int(all[3 * i + 2])
+      }
       let adv = try plugins.baseline.advantages(rewards: rewards, groupIds: (0..<count).map { Int64($0 / G) },
-                                                lengths: globalLengths.map { Int64($0) })
+                                                lengths: (0..<count).map { Int64(all[3 * $0 + 1]) })
       for i in responses.indices { responses[i].advantage = adv[share.lowerBound * G + i] }
     }
     m["time_scoring"] = tScore
@@ -66,7 +69,7 @@ extension Trainer {
     let (entropySums, tOld) = try timed { try oldPass(&buffer, replay: replay) }
     m["time_old_pass"] = tOld
     // 5. N mini-batch updates
-    let (updates, tUpdate) = try timed { try updatesOf(&buffer, replay: replay, step: step) }
+    let (updates, tUpdate) = try timed { try updatesOf(&buffer, replay: replay, step: step, groupTokens: groupTokens) }
     m["time_updates"] = tUpdate
     policy.sampler.refresh()
     // metrics: this rank's sums, summed over ranks, then divided
@@ -160,13 +163,20 @@ extension Trainer {
     return (entropySum, count)
   }
 
+  /// Per prompt group of the global batch (every rank's responses): response tokens, and prompt
+  /// + response tokens. The loss normalisers and the MoE auxiliary loss's weights come from these.
+  struct GroupTokens {
+    var response: [Int], sequence: [Int]
+    init(groups: Int) { response = Array(repeating: 0, count: groups); sequence = response }
+  }
+
   func microBatches(_ indices: [Int]) -> [[Int]] {
     let size = config.int("train.micro_batch")
     return stride(from: 0, to: indices.count, by: size).map { Array(indices[$0..<min(indices.count, $0 + size)]) }
   }
 
   /// The N sequential updates; returns the per-update metrics averaged over them.
-  func updatesOf(_ buffer: inout RolloutBuffer, replay: String, step: Int) throws -> Metrics {
+  func updatesOf(_ buffer: inout RolloutBuffer, replay: String, step: Int, groupTokens: GroupTokens) throws -> Metrics {
     let N = config.int("train.minibatches")
     let names = plugins.objective.metricNames
     var sums: Metrics = [:]
@@ -174,16 +184,17 @@ extension Trainer {
     var diagnostics: [Metrics] = []
     let monitor = config.bool("diagnostics.enabled")
     var monitorSeconds = 0.0
-    let groupsOf = buffer.minibatchGroups(N, seed: seed, step: step)
-    for (mIndex, mb) in buffer.minibatches(N, seed: seed, step: step).enumerated() {
+    let members = buffer.membersByGroup()
+    for (mIndex, groups) in buffer.minibatchGroups(N, seed: seed, step: step).enumerated() {
+      let mb = groups.flatMap { members[$0] }  // this rank's responses of the mini-batch
       var monitored: [ResponseLogProbs] = []
       policy.engine.zeroGrads()
       // the loss normalisers are the optimizer-step batch's global totals, over every rank
-      let totalSeq = Double(groupsOf[mIndex].count * G)
-      let totalTok = Double(groupsOf[mIndex].reduce(0) { t, g in t + globalLengths[(g * G)..<((g + 1) * G)].reduce(0, +) })
+      let totalSeq = Double(groups.count * G)
+      let totalTok = Double(groups.reduce(0) { $0 + groupTokens.response[$1] })
       // the MoE load-balancing loss is taken per micro-batch, weighted by its share of the
       // mini-batch's tokens (prompt + response, all ranks): independent of micro-batches and K
-      let allTok = Double(groupsOf[mIndex].reduce(0) { t, g in t + globalSequenceTokens[(g * G)..<((g + 1) * G)].reduce(0, +) })
+      let allTok = Double(groups.reduce(0) { $0 + groupTokens.sequence[$1] })
       let auxCoef = config.float("train.aux_loss_coef")
       var loss = 0.0
       var metricSums = [Double](repeating: 0, count: names.count)

@@ -39,10 +39,6 @@ public final class Trainer {
   public private(set) var coldStartEval: EvalResult?
   var evalHistory: [(step: Int, greedy: Double, sampled: Double, trainSeconds: Double)] = []
   var trainSeconds = 0.0
-  /// Token count of every response of the current step's global batch (all ranks), prompt order.
-  var globalLengths: [Int] = []
-  /// Prompt + response tokens of each of those responses (weights the MoE auxiliary loss).
-  var globalSequenceTokens: [Int] = []
   /// Rank 0 only (nil on the others), like every writer below.
   var metricsWriter: JSONLWriter?
   var weightsWriter: JSONLWriter?
