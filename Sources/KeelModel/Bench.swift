@@ -8,6 +8,7 @@
 import CBLAS
 import Dispatch
 import Foundation
+import KeelRandom
 
 public struct BenchSettings: Sendable {
   public var config: ModelConfig

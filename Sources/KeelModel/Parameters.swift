@@ -4,6 +4,7 @@
 // alone; `ParameterStore` owns values, and the same layout indexes gradients and Adam moments.
 
 import KeelKernels
+import KeelRandom
 
 /// A named tensor inside the flat buffer.
 public struct TensorSlot: Sendable, Equatable {

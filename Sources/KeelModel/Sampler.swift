@@ -14,6 +14,7 @@
 // With top-p/top-k truncation the recorded log-prob is that of the truncated distribution
 // actually sampled from, while the trainer scores the full one (a bias; defaults use none).
 import KeelKernels
+import KeelRandom
 
 public enum SamplerPrecision: String, Sendable, CaseIterable, Codable {
   case fp32, bf16, fp16, fp8, exact

@@ -15,6 +15,7 @@
 // Reward: empty batch OK; finite rewards on ordinary, empty and non-ASCII responses;
 // Baseline: empty batch OK; finite advantages for one group, singleton and all-equal groups;
 // NaN reward → error status or NaN output.
+import KeelRandom
 
 public struct CheckResult: Sendable, Equatable {
   public let name: String
@@ -68,13 +69,13 @@ public struct PluginChecker {
       let len = 1 + (i * 3) % 7
       var lp: [Float] = [], old: [Float] = [], roll: [Float] = [], mask: [UInt8] = []
       for t in 0..<len {
-        let base = -Float(rng.unit() * 3 + 0.05)
+        let base = -Float(rng.uniform() * 3 + 0.05)
         lp.append(base)
-        old.append(base + spread * Float(rng.unit() * 2 - 1))
-        roll.append(base + spread * Float(rng.unit() * 2 - 1))
+        old.append(base + spread * Float(rng.uniform() * 2 - 1))
+        roll.append(base + spread * Float(rng.uniform() * 2 - 1))
         mask.append(i % 3 == 2 && t == 0 && len > 1 ? 0 : 1)
       }
-      let adv = Float((i % 2 == 0 ? 1 : -1) * (0.25 + rng.unit()))
+      let adv = Float((i % 2 == 0 ? 1 : -1) * (0.25 + rng.uniform()))
       rows.append((Int64(i / 2), adv, lp, old, roll, mask))
     }
     return ObjectiveBatch(responses: rows)
@@ -256,17 +257,3 @@ extension ObjectiveBatch {
   }
 }
 
-/// A tiny deterministic generator for check batches (SplitMix64).
-public struct SplitMix64 {
-  var state: UInt64
-  public init(seed: UInt64) { state = seed }
-  public mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-  /// Uniform in [0, 1).
-  public mutating func unit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
-}

@@ -4,6 +4,7 @@
 // group, length, truncated). It splits into N mini-batches that keep every prompt's group
 // together, in a seeded order.
 import KeelModel
+import KeelRandom
 
 public struct Response: Sendable {
   public var group: Int

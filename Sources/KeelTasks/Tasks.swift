@@ -8,6 +8,7 @@
 //   scratchpad  multi-step addition written out: "17+25+38=" → "17+25=42;42+38=80#80"
 //               (tens of tokens: the long-response task the paper's experiments need)
 import Foundation
+import KeelRandom
 
 public struct Problem: Sendable, Equatable {
   public var prompt: String
@@ -27,28 +28,12 @@ public enum Split: UInt64, Sendable { case train = 0, eval = 1 }
 public protocol TaskGenerator: Sendable {
   var name: String { get }
   /// The problem for a raw index (before the split filter).
-  func problem(_ rng: inout ProblemRNG) -> Problem
+  func problem(_ rng: inout SplitMix64) -> Problem
   /// The marker that precedes the final answer in a response ("" if the whole response is the answer).
   var answerMarker: String { get }
 }
 
-/// A tiny deterministic generator for problems (SplitMix64).
-public struct ProblemRNG {
-  var state: UInt64
-  public init(seed: UInt64) { state = seed }
-  public mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-  public mutating func int(_ range: ClosedRange<Int>) -> Int {
-    range.lowerBound + Int(next() % UInt64(range.upperBound - range.lowerBound + 1))
-  }
-}
-
-func number(digits: Int, _ rng: inout ProblemRNG) -> Int {
+func number(digits: Int, _ rng: inout SplitMix64) -> Int {
   digits <= 1 ? rng.int(0...9) : rng.int(Int(pow(10, Double(digits - 1)))...(Int(pow(10, Double(digits))) - 1))
 }
 
@@ -57,7 +42,7 @@ public struct AdditionTask: TaskGenerator {
   public init(digits: Int = 2) { self.digits = digits }
   public var name: String { "addition" }
   public var answerMarker: String { "" }
-  public func problem(_ rng: inout ProblemRNG) -> Problem {
+  public func problem(_ rng: inout SplitMix64) -> Problem {
     let a = number(digits: digits, &rng), b = number(digits: digits, &rng)
     return Problem(prompt: "\(a)+\(b)=", answer: "\(a + b)", task: name)
   }
@@ -73,7 +58,7 @@ public struct ArithmeticTask: TaskGenerator {
   }
   public var name: String { "arithmetic" }
   public var answerMarker: String { "" }
-  public func problem(_ rng: inout ProblemRNG) -> Problem {
+  public func problem(_ rng: inout SplitMix64) -> Problem {
     var value = number(digits: digits, &rng)
     var prompt = "\(value)"
     for _ in 1..<terms {
@@ -95,7 +80,7 @@ public struct SortingTask: TaskGenerator {
   public init(count: Int = 4, maxValue: Int = 9) { self.count = count; self.maxValue = maxValue }
   public var name: String { "sorting" }
   public var answerMarker: String { "" }
-  public func problem(_ rng: inout ProblemRNG) -> Problem {
+  public func problem(_ rng: inout SplitMix64) -> Problem {
     let xs = (0..<count).map { _ in rng.int(0...maxValue) }
     return Problem(prompt: "sort:" + xs.map(String.init).joined(separator: ",") + "=",
                    answer: xs.sorted().map(String.init).joined(separator: ","), task: name)
@@ -109,7 +94,7 @@ public struct CountdownTask: TaskGenerator {
   public init(numbers: Int = 3) { self.numbers = numbers }
   public var name: String { "countdown" }
   public var answerMarker: String { "" }
-  public func problem(_ rng: inout ProblemRNG) -> Problem {
+  public func problem(_ rng: inout SplitMix64) -> Problem {
     let xs = (0..<numbers).map { _ in rng.int(1...9) }
     var value = xs[0]
     var expr = "\(xs[0])"
@@ -131,7 +116,7 @@ public struct ScratchpadTask: TaskGenerator {
   public init(digits: Int = 2, terms: Int = 4) { self.digits = digits; self.terms = terms }
   public var name: String { "scratchpad" }
   public var answerMarker: String { "#" }
-  public func problem(_ rng: inout ProblemRNG) -> Problem {
+  public func problem(_ rng: inout SplitMix64) -> Problem {
     let xs = (0..<terms).map { _ in number(digits: digits, &rng) }
     return Problem(prompt: xs.map(String.init).joined(separator: "+") + "=", answer: "\(xs.reduce(0, +))", task: name)
   }
@@ -161,7 +146,7 @@ public struct TaskSplit: Sendable {
 
   /// The i-th problem of a split (deterministic in seed and i).
   public func problem(_ split: Split, index: Int) -> Problem {
-    var rng = ProblemRNG(seed: seed &+ UInt64(index) &* 0x9E37_79B9 &+ split.rawValue << 60)
+    var rng = SplitMix64(seed: seed &+ UInt64(index) &* 0x9E37_79B9 &+ split.rawValue << 60)
     while true {
       let p = generator.problem(&rng)
       if Self.split(of: p.prompt) == split { return p }

@@ -5,6 +5,8 @@
 //              learnable mistake, the kind RL can correct by shifting probability mass
 // A random error perturbs one digit of the final answer (or of one scratchpad step, which
 // then propagates). A teacher is deterministic in (seed, problem index).
+import KeelRandom
+
 public struct Teacher: Sendable {
   public enum Style: String, Sendable, CaseIterable { case answer, steps }
   /// What a wrong demonstration gets wrong: one random digit, or every carry of the addition.
@@ -40,7 +42,7 @@ public struct Teacher: Sendable {
     return result
   }
 
-  func perturb(_ digits: String, _ rng: inout ProblemRNG) -> String {
+  func perturb(_ digits: String, _ rng: inout SplitMix64) -> String {
     var chars = Array(digits)
     let positions = chars.indices.filter { chars[$0].isNumber }
     guard let i = positions.isEmpty ? nil : positions[rng.int(0...(positions.count - 1))] else { return digits }
@@ -51,8 +53,8 @@ public struct Teacher: Sendable {
 
   /// The demonstration response for a problem (without the stop token).
   public func demonstrate(_ p: Problem, index: Int) -> String {
-    var rng = ProblemRNG(seed: seed &* 0x2545_F491_4F6C_DD1D &+ UInt64(index))
-    let wrong = Double(rng.next() >> 11) * 0x1.0p-53 < errorRate
+    var rng = SplitMix64(seed: seed &* 0x2545_F491_4F6C_DD1D &+ UInt64(index))
+    let wrong = rng.uniform() < errorRate
     switch p.task {
     case "scratchpad":
       if style == .answer { return "#" + (wrong ? perturb(p.answer, &rng) : p.answer) }

@@ -6,6 +6,7 @@ import ArgumentParser
 import Foundation
 import KeelModel
 import KeelPluginHost
+import KeelRandom
 
 extension PluginsCommand {
   struct Eval: ParsableCommand {

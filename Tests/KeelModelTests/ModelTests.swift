@@ -4,6 +4,7 @@
 // gradient), cross-entropy overfitting, determinism across runs and thread counts.
 import Foundation
 import KeelModel
+import KeelRandom
 import XCTest
 
 enum Tiny {

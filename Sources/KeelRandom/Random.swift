@@ -2,13 +2,22 @@
 // of a key (seed, purpose, step, prompt index, sample index, position…), never of a batch
 // position or a thread, so the same prompt gives the same sample in any batch, on any number
 // of threads or ranks. The mixer is SplitMix64's finaliser; streams are SplitMix64 sequences.
+// The project's one SplitMix64: the model (initialisation, sampling) and the rollout buffer
+// (mini-batch order) draw from `CounterRNG`; the tasks (problems, teachers) and the plugin
+// checker from the textbook `SplitMix64` stream. Both use the same finaliser.
 
-@inline(__always) public func mix64(_ x: UInt64) -> UInt64 {
-  var z = x &+ 0x9E37_79B9_7F4A_7C15
+/// SplitMix64's increment (the golden-ratio gamma).
+public let splitMix64Gamma: UInt64 = 0x9E37_79B9_7F4A_7C15
+
+/// SplitMix64's output function.
+@inline(__always) public func splitMix64Finalize(_ x: UInt64) -> UInt64 {
+  var z = x
   z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
   z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
   return z ^ (z >> 31)
 }
+
+@inline(__always) public func mix64(_ x: UInt64) -> UInt64 { splitMix64Finalize(x &+ splitMix64Gamma) }
 
 /// Hash an ordered list of integers into one 64-bit key.
 @inline(__always) public func hashKey(_ parts: UInt64...) -> UInt64 {
@@ -24,7 +33,7 @@ public struct CounterRNG: Sendable {
   public init(state: UInt64) { self.state = state }
 
   public mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
+    state &+= splitMix64Gamma
     return mix64(state)
   }
   /// Uniform in [0, 1) with 53 random bits.
@@ -36,10 +45,28 @@ public struct CounterRNG: Sendable {
   }
   /// Uniform integer in 0..<n.
   public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+
   /// A seeded Fisher–Yates shuffle.
   public mutating func shuffle<T>(_ a: inout [T]) {
     guard a.count > 1 else { return }
     for i in stride(from: a.count - 1, to: 0, by: -1) { a.swapAt(i, below(i + 1)) }
+  }
+}
+
+/// Textbook SplitMix64: the state advances by gamma and is finalised (problems, teachers, the
+/// plugin checker's batches).
+public struct SplitMix64: Sendable {
+  public private(set) var state: UInt64
+  public init(seed: UInt64) { state = seed }
+  public mutating func next() -> UInt64 {
+    state &+= splitMix64Gamma
+    return splitMix64Finalize(state)
+  }
+  /// Uniform in [0, 1) with 53 random bits.
+  public mutating func uniform() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+  /// Uniform integer in the range (by modulo).
+  public mutating func int(_ range: ClosedRange<Int>) -> Int {
+    range.lowerBound + Int(next() % UInt64(range.upperBound - range.lowerBound + 1))
   }
 }
 
