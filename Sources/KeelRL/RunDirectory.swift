@@ -97,7 +97,7 @@ public struct RunDirectory: Sendable {
     let info: [String: Any] = [
       "keel_version": KeelVersion.string, "plugin_abi": KeelVersion.abi, "keel_commit": gitCommit(),
       "plugins": pluginInfo, "blas": "OpenBLAS (cblas) core type \(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "auto"); matrix products: KeelKernels kk_gemm",
-      "cpu_model": cpuField("model name"), "cpu_flags": cpuField("flags").split(separator: " ").filter { ["avx2", "fma", "f16c", "avx512f"].contains(String($0)) }.map(String.init),
+      "cpu_model": CPUInfo.field("model name"), "cpu_flags": CPUInfo.field("flags").split(separator: " ").filter { ["avx2", "fma", "f16c", "avx512f"].contains(String($0)) }.map(String.init),
       "threads": config.int("train.threads"), "ranks": ranks, "cold_start": coldStart ?? "none",
       "model_parameters": policy.store.layout.count,
     ]
@@ -133,10 +133,3 @@ func gitCommit() -> String {
   return p.terminationStatus == 0 ? out : "unknown"
 }
 
-func cpuField(_ name: String) -> String {
-  guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return "unknown" }
-  for line in text.split(separator: "\n") where line.hasPrefix(name) {
-    return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-  }
-  return "unknown"
-}

@@ -7,25 +7,13 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import KeelModel
 
 enum BLASEnvironment {
-  static func cpuHasAVX2AndFMA() -> Bool {
-    guard let f = fopen("/proc/cpuinfo", "r") else { return false }
-    defer { fclose(f) }
-    var line = [CChar](repeating: 0, count: 8192)
-    while fgets(&line, Int32(line.count), f) != nil {
-      let s = String(cString: line)
-      if s.hasPrefix("flags") {
-        let flags = Set(s.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).map(String.init))
-        return flags.contains("avx2") && flags.contains("fma")
-      }
-    }
-    return false
-  }
-
   /// Set OPENBLAS_CORETYPE=Haswell and re-exec, once, when unset on an AVX2+FMA CPU.
   static func ensureCoreType() {
-    guard getenv("OPENBLAS_CORETYPE") == nil, getenv("KEEL_NO_BLAS_REEXEC") == nil, cpuHasAVX2AndFMA() else { return }
+    guard getenv("OPENBLAS_CORETYPE") == nil, getenv("KEEL_NO_BLAS_REEXEC") == nil,
+          CPUInfo.flags.isSuperset(of: ["avx2", "fma"]) else { return }
     setenv("OPENBLAS_CORETYPE", "Haswell", 1)
     setenv("KEEL_NO_BLAS_REEXEC", "1", 1)  // never loop
     let args = CommandLine.arguments
