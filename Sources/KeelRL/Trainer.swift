@@ -125,8 +125,8 @@ public final class Trainer {
       for (role, p) in plugins.all where role != "baseline" && p.library.hasState {
         throw TrainerError(message: "the \(role) plugin '\(p.library.name)' (\(p.library.path)) keeps state (save_state/load_state), which would differ between MPI ranks (each sees only its share of the batch); run it in one process")
       }
+      try checkWeightsAgree(after: "loading")
     }
-    try checkWeightsAgree(after: "loading")
     guard comm.isRoot else { return }
     let keep = checkpoint != nil ? step : nil
     metricsWriter = try JSONLWriter(path: run.path + "/metrics.jsonl", truncateToStepAtMost: keep)
