@@ -1,6 +1,7 @@
 // CLITests.swift — the real `keel` binary, end to end: plugins list / inspect / check (a
 // segfaulting plugin is reported as a crash and keel survives), new-plugin → make → check,
-// include-dir and --version, compared against their expected output.
+// include-dir and --version, compared against their expected output; `keel bench --json`
+// against the FLOP formula of docs/performance.md, computed here from the config it prints.
 import Foundation
 import KeelPluginHost
 import KeelTestSupport
@@ -18,6 +19,51 @@ final class CLITests: XCTestCase {
     XCTAssertEqual(inc.status, 0)
     XCTAssertEqual(inc.stdout.trimmingCharacters(in: .whitespacesAndNewlines), TestSupport.includeDir)
     XCTAssertTrue(FileManager.default.fileExists(atPath: TestSupport.includeDir + "/keel/keel_plugin.h"))
+  }
+
+  /// `keel bench --quick --json`: every documented key, and figures that agree with each other
+  /// and with the FLOP formula recomputed by hand from the printed config and shapes
+  /// (sampler: 2·P per generated token plus attention; train: 6·P per token plus 3× attention).
+  func testBenchJSONFollowsTheFLOPFormula() throws {
+    for model in ["dense", "moe"] {
+      let r = try keel(["bench", "--quick", "--json", "--model", model, "--precisions", "fp32,bf16"])
+      XCTAssertEqual(r.status, 0, r.stdout)
+      let line = try XCTUnwrap(r.stdout.split(separator: "\n").last { $0.hasPrefix("{") }, r.stdout)
+      let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], r.stdout)
+      for key in ["sampler_tokens_per_s", "train_tokens_per_s", "gemm_gflops", "train_gflops", "sampler_gflops",
+                  "peak_rss_bytes", "threads", "config", "shapes", "sampler_by_precision"] {
+        XCTAssertNotNil(o[key], "\(key) missing from \(r.stdout)")
+      }
+      let c = try XCTUnwrap(o["config"] as? [String: Any]).compactMapValues { $0 as? Int }, sh = try XCTUnwrap(o["shapes"] as? [String: Int])
+      let C = c["hidden_size"]!, H = c["num_attention_heads"]!, KV = c["num_key_value_heads"]!, D = c["head_dim"]!
+      let V = c["vocab_size"]!, Lyr = c["num_hidden_layers"]!
+      let ffn = model == "dense"
+        ? 3 * C * c["intermediate_size"]!
+        : C * c["num_experts"]! + c["num_experts_per_tok"]! * 3 * C * c["moe_intermediate_size"]!
+      let P = Double(Lyr * (C * H * D + 2 * C * KV * D + H * D * C + ffn) + C * V)
+      func attention(_ positions: Range<Int>) -> Double { positions.reduce(0.0) { $0 + Double(4 * H * D * ($1 + 1) * Lyr) } }
+      let prompt = sh["prompt_tokens"]!, gen = sh["generated_tokens"]!, B = sh["sampler_batch"]!
+      let samplerFlopsPerToken = (2 * P * Double(B * gen) + Double(B) * attention(prompt..<(prompt + gen))) / Double(B * gen)
+      let T = sh["train_tokens_per_sequence"]!
+      let trainFlopsPerToken = (6 * P * Double(T) + 3 * attention(0..<T)) / Double(T)
+      let gemm = o["gemm_gflops"] as! Double
+      XCTAssertEqual(gemm, max(o["gemm_gflops_start"] as! Double, o["gemm_gflops_end"] as! Double))
+      XCTAssertGreaterThan(gemm, 1)
+      let st = o["sampler_tokens_per_s"] as! Double, sg = o["sampler_gflops"] as! Double
+      XCTAssertEqual(sg * 1e9 / st, samplerFlopsPerToken, accuracy: 1e-6 * samplerFlopsPerToken)
+      let tt = o["train_tokens_per_s"] as! Double, tg = o["train_gflops"] as! Double
+      XCTAssertEqual(tg * 1e9 / tt, trainFlopsPerToken, accuracy: 1e-6 * trainFlopsPerToken)
+      XCTAssertEqual(o["sampler_fraction_of_gemm"] as! Double, sg / gemm, accuracy: 1e-12)
+      XCTAssertEqual(o["train_fraction_of_gemm"] as! Double, tg / gemm, accuracy: 1e-12)
+      let byPrecision = try XCTUnwrap(o["sampler_by_precision"] as? [String: [String: Double]])
+      XCTAssertEqual(Set(byPrecision.keys), ["fp32", "bf16"])
+      XCTAssertEqual(byPrecision["fp32"]!["slowdown_vs_fp32"], 1)
+      XCTAssertEqual(byPrecision["bf16"]!["slowdown_vs_fp32"]!, st / byPrecision["bf16"]!["tokens_per_s"]!, accuracy: 1e-9)
+      XCTAssertGreaterThan(o["peak_rss_bytes"] as! Int, 1 << 20)
+    }
+    let bad = try keel(["bench", "--quick", "--precisions", "fp32,fp4"])
+    XCTAssertNotEqual(bad.status, 0)
+    XCTAssertTrue(bad.stdout.contains("'fp4'") && bad.stdout.contains("fp32, bf16, fp16, fp8, exact"), bad.stdout)
   }
 
   func testPluginsListShowsEveryBuiltinWithParameters() throws {
