@@ -177,6 +177,31 @@ static void kk_pack_A(float *Ap, const float *A, int64_t ars, int64_t acs, int64
                 _mm_storeu_ps(dst + p * KK_MR, _mm_loadu_ps(src + p * acs));
                 _mm_storel_pi((__m64 *)(dst + p * KK_MR + 4), _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(src + p * acs + 4))));
             }
+        } else if (h == KK_MR && acs == 1) {
+            /* row-major A (activations): 4 p at a time, rows 0–3 by a 4×4 transpose, rows
+             * 4–5 interleaved pairwise; the p tail one by one */
+            const float *s0 = src, *s1 = src + ars, *s2 = src + 2 * ars, *s3 = src + 3 * ars,
+                        *s4 = src + 4 * ars, *s5 = src + 5 * ars;
+            int64_t p = 0;
+            for (; p + 4 <= kc; p += 4) {
+                __m128 r0 = _mm_loadu_ps(s0 + p), r1 = _mm_loadu_ps(s1 + p), r2 = _mm_loadu_ps(s2 + p),
+                       r3 = _mm_loadu_ps(s3 + p), r4 = _mm_loadu_ps(s4 + p), r5 = _mm_loadu_ps(s5 + p);
+                _MM_TRANSPOSE4_PS(r0, r1, r2, r3); /* r_q = rows 0–3 at p + q */
+                __m128 lo = _mm_unpacklo_ps(r4, r5), hi = _mm_unpackhi_ps(r4, r5);
+                float *d = dst + p * KK_MR;
+                _mm_storeu_ps(d, r0);
+                _mm_storel_pi((__m64 *)(d + 4), lo);
+                _mm_storeu_ps(d + 6, r1);
+                _mm_storeh_pi((__m64 *)(d + 10), lo);
+                _mm_storeu_ps(d + 12, r2);
+                _mm_storel_pi((__m64 *)(d + 16), hi);
+                _mm_storeu_ps(d + 18, r3);
+                _mm_storeh_pi((__m64 *)(d + 22), hi);
+            }
+            for (; p < kc; p++) {
+                float *d = dst + p * KK_MR;
+                d[0] = s0[p], d[1] = s1[p], d[2] = s2[p], d[3] = s3[p], d[4] = s4[p], d[5] = s5[p];
+            }
         } else {
             for (int r = 0; r < KK_MR; r++) {
                 if (r < h) for (int64_t p = 0; p < kc; p++) dst[p * KK_MR + r] = src[r * ars + p * acs];

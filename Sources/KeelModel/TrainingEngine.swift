@@ -79,11 +79,11 @@ public final class SavedActivations: @unchecked Sendable {
     self.scoredRows = scoredRows
     self.targets = targets
     self.inverseTemperature = inverseTemperature
-    hiddenFinal = FloatBuffer(R * C)
-    finalNormed = FloatBuffer(S * C)
-    finalRstd = FloatBuffer(S)
-    logits = FloatBuffer(S * V)
-    lse = FloatBuffer(S)
+    hiddenFinal = FloatBuffer(uninitialized: R * C)
+    finalNormed = FloatBuffer(uninitialized: S * C)
+    finalRstd = FloatBuffer(uninitialized: S)
+    logits = FloatBuffer(uninitialized: S * V)
+    lse = FloatBuffer(uninitialized: S)
   }
 }
 
@@ -97,12 +97,12 @@ final class LayerActivations {
   var expertRows: [[Int32]] = []          // per expert: the (token*k + slot) entries routed to it
   var expertGate: [FloatBuffer] = [], expertUp: [FloatBuffer] = [], expertAct: [FloatBuffer] = []
   init(R: Int, C: Int, H: Int, KV: Int, D: Int) {
-    input = FloatBuffer(R * C); normed1 = FloatBuffer(R * C); rstd1 = FloatBuffer(R)
-    q = FloatBuffer(R * H * D); k = FloatBuffer(R * KV * D); v = FloatBuffer(R * KV * D)
-    qn = FloatBuffer(R * H * D); kn = FloatBuffer(R * KV * D)
-    rstdQ = FloatBuffer(R * H); rstdK = FloatBuffer(R * KV)
-    att = FloatBuffer(R * H * D); lse = FloatBuffer(R * H)
-    hidden1 = FloatBuffer(R * C); normed2 = FloatBuffer(R * C); rstd2 = FloatBuffer(R)
+    input = FloatBuffer(uninitialized: R * C); normed1 = FloatBuffer(uninitialized: R * C); rstd1 = FloatBuffer(uninitialized: R)
+    q = FloatBuffer(uninitialized: R * H * D); k = FloatBuffer(uninitialized: R * KV * D); v = FloatBuffer(uninitialized: R * KV * D)
+    qn = FloatBuffer(uninitialized: R * H * D); kn = FloatBuffer(uninitialized: R * KV * D)
+    rstdQ = FloatBuffer(uninitialized: R * H); rstdK = FloatBuffer(uninitialized: R * KV)
+    att = FloatBuffer(uninitialized: R * H * D); lse = FloatBuffer(uninitialized: R * H)
+    hidden1 = FloatBuffer(uninitialized: R * C); normed2 = FloatBuffer(uninitialized: R * C); rstd2 = FloatBuffer(uninitialized: R)
   }
 }
 
@@ -155,7 +155,7 @@ public final class TrainingEngine: @unchecked Sendable {
     let saved = save ? SavedActivations(batch: batch, R: R, S: S, C: C, V: V, positions: positions,
                                         scoredRows: scoredRows, targets: targets, inverseTemperature: 1 / temperature) : nil
     // embedding
-    var h = FloatBuffer(R * C)
+    var h = FloatBuffer(uninitialized: R * C)
     for r in 0..<R {
       let tok = Int(batch.tokens[r])
       precondition(tok >= 0 && tok < V, "token id \(tok) outside the vocabulary (\(V))")
@@ -173,7 +173,7 @@ public final class TrainingEngine: @unchecked Sendable {
       compute.matmul(h1.p, acts.att.p, w: store.w(slots.o), wt: store.wt(slots.o), M: R, N: C, K: H * D)
       for i in 0..<(R * C) { h1.p[i] += h.p[i] }
       kk_rmsnorm_forward(acts.normed2.p, acts.rstd2.p, h1.p, store.w(slots.postNorm), Int64(R), Int64(C), c.rmsNormEps)
-      let out = FloatBuffer(R * C)
+      let out = FloatBuffer(uninitialized: R * C)
       if slots.isSparse {
         var forced: [Int32]? = nil
         if case .replay(let rec) = routing {
@@ -194,15 +194,15 @@ public final class TrainingEngine: @unchecked Sendable {
       _ = l
     }
     // final norm and LM head at the scored rows only
-    let hs = FloatBuffer(S * C)
+    let hs = FloatBuffer(uninitialized: S * C)
     for (i, r) in scoredRows.enumerated() { (hs.p + i * C).update(from: h.p + r * C, count: C) }
-    let normed = saved?.finalNormed ?? FloatBuffer(S * C)
-    let rstd = saved?.finalRstd ?? FloatBuffer(S)
+    let normed = saved?.finalNormed ?? FloatBuffer(uninitialized: S * C)
+    let rstd = saved?.finalRstd ?? FloatBuffer(uninitialized: S)
     kk_rmsnorm_forward(normed.p, rstd.p, hs.p, store.w(L.finalNorm), Int64(S), Int64(C), c.rmsNormEps)
-    let logits = saved?.logits ?? FloatBuffer(S * V)
+    let logits = saved?.logits ?? FloatBuffer(uninitialized: S * V)
     compute.matmul(logits.p, normed.p, w: store.w(L.lmHead), wt: store.wt(L.lmHead), M: S, N: V, K: C)
-    let logp = FloatBuffer(S), entropy = FloatBuffer(S)
-    let lse = saved?.lse ?? FloatBuffer(S)
+    let logp = FloatBuffer(uninitialized: S), entropy = FloatBuffer(uninitialized: S)
+    let lse = saved?.lse ?? FloatBuffer(uninitialized: S)
     compute.parallelRanges(S, grain: 16) { lo, hi in
       kk_logprob_entropy_forward(logp.p + lo, entropy.p + lo, lse.p + lo, logits.p + lo * V, targets.p + lo,
                                  Int64(hi - lo), Int64(V), 1 / temperature)
@@ -236,7 +236,7 @@ public final class TrainingEngine: @unchecked Sendable {
 
   func denseForward(_ a: LayerActivations, out: FloatBuffer, slots: LayerSlots, R: Int) {
     let C = config.hiddenSize, F = config.intermediateSize
-    let g = FloatBuffer(R * F), u = FloatBuffer(R * F), act = FloatBuffer(R * F)
+    let g = FloatBuffer(uninitialized: R * F), u = FloatBuffer(uninitialized: R * F), act = FloatBuffer(uninitialized: R * F)
     compute.matmul(g.p, a.normed2.p, w: store.w(slots.gate!), wt: store.wt(slots.gate!), M: R, N: F, K: C)
     compute.matmul(u.p, a.normed2.p, w: store.w(slots.up!), wt: store.wt(slots.up!), M: R, N: F, K: C)
     compute.parallelRanges(R, grain: 64) { lo, hi in
@@ -250,8 +250,8 @@ public final class TrainingEngine: @unchecked Sendable {
   func moeForward(_ a: LayerActivations, out: FloatBuffer, slots: LayerSlots, R: Int, forced: [Int32]?, auxLossCoef: Float) -> Float {
     let c = config
     let C = c.hiddenSize, E = c.numExperts, k = c.numExpertsPerTok, F = c.moeIntermediateSize
-    let logits = FloatBuffer(R * E), probs = FloatBuffer(R * E), gates = FloatBuffer(R * k)
-    let experts = Buffer<Int32>(R * k)
+    let logits = FloatBuffer(uninitialized: R * E), probs = FloatBuffer(uninitialized: R * E), gates = FloatBuffer(uninitialized: R * k)
+    let experts = Buffer<Int32>(uninitialized: R * k)
     compute.matmul(logits.p, a.normed2.p, w: store.w(slots.router!), wt: store.wt(slots.router!), M: R, N: E, K: C)
     if let forced {
       forced.withUnsafeBufferPointer {
@@ -264,16 +264,16 @@ public final class TrainingEngine: @unchecked Sendable {
     // Group (token, slot) entries by expert, in token order.
     var rows = [[Int32]](repeating: [], count: E)
     for i in 0..<(R * k) { rows[Int(experts[i])].append(Int32(i)) }
-    let expertOut = FloatBuffer(R * k * C)  // Y[token, slot, :]
-    a.expertGate = rows.map { FloatBuffer($0.count * F) }
-    a.expertUp = rows.map { FloatBuffer($0.count * F) }
-    a.expertAct = rows.map { FloatBuffer($0.count * F) }
+    let expertOut = FloatBuffer(uninitialized: R * k * C)  // Y[token, slot, :]
+    a.expertGate = rows.map { FloatBuffer(uninitialized: $0.count * F) }
+    a.expertUp = rows.map { FloatBuffer(uninitialized: $0.count * F) }
+    a.expertAct = rows.map { FloatBuffer(uninitialized: $0.count * F) }
     // experts in parallel (each on one thread): each writes only its own buffers and Y rows
     let one = compute.single
     compute.forEach(E) { e in
       let n = rows[e].count
       guard n > 0 else { return }
-      let x = FloatBuffer(n * C), y = FloatBuffer(n * C)
+      let x = FloatBuffer(uninitialized: n * C), y = FloatBuffer(uninitialized: n * C)
       let g = a.expertGate[e], u = a.expertUp[e], act = a.expertAct[e]
       for (j, entry) in rows[e].enumerated() {
         (x.p + j * C).update(from: a.normed2.p + (Int(entry) / k) * C, count: C)

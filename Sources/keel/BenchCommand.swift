@@ -16,7 +16,7 @@ struct BenchCommand: ParsableCommand {
   @Flag(help: "Small shapes (a smoke run for tests; figures are not representative).") var quick = false
   @Option(help: "Sampler precisions to time, comma-separated (fp32 is always included: the others are reported against it).")
   var precisions: String = "fp32,bf16,fp16,fp8,exact"
-  @Flag(help: "Time the sampler only (no training step), e.g. under a profiler.") var samplerOnly = false
+  @Option(help: "Time only one part, e.g. under a profiler: sampler | train.") var only: String?
   @Option(help: "Scaling report instead: training steps at these rank counts, e.g. 1,2,4 (mpirun; threads per rank = --threads / K).")
   var ranks: String?
   @Option(help: "Training steps per rank count in the scaling report (the first is warm-up).") var scalingSteps: Int = 6
@@ -49,7 +49,12 @@ struct BenchCommand: ParsableCommand {
       if !chosen.contains(p) { chosen.append(p) }
     }
     s.samplerPrecisions = chosen
-    s.train = !samplerOnly
+    switch only {
+    case nil: break
+    case "sampler": s.train = false
+    case "train": s.samplerPrecisions = []
+    case let other?: throw ValidationError("--only must be sampler or train, got '\(other)'")
+    }
     if quick {
       s.samplerBatch = 32; s.generated = 8; s.trainSequences = 32; s.microBatchSequences = 16
     }
@@ -59,18 +64,20 @@ struct BenchCommand: ParsableCommand {
       var obj: [String: Any] = [
         "model": model, "threads": threads, "backend": backend.rawValue,
         "gemm_gflops": r.gemmGflops, "gemm_gflops_start": r.gemmGflopsStart, "gemm_gflops_end": r.gemmGflopsEnd,
-        "sampler_tokens_per_s": r.samplerTokensPerSecond[.fp32] ?? 0,
-        "sampler_gflops": samplerFast,
         "peak_rss_bytes": r.peakRSSBytes,
-        "sampler_fraction_of_gemm": samplerFast / r.gemmGflops,
       ]
+      if r.samplerSeconds[.fp32] != nil {
+        obj["sampler_tokens_per_s"] = r.samplerTokensPerSecond[.fp32]!
+        obj["sampler_gflops"] = samplerFast
+        obj["sampler_fraction_of_gemm"] = samplerFast / r.gemmGflops
+        obj["sampler_by_precision"] = Dictionary(uniqueKeysWithValues: r.samplerTokensPerSecond.map { ($0.key.rawValue, ["tokens_per_s": $0.value, "gflops": r.samplerGflops[$0.key]!, "slowdown_vs_fp32": r.samplerSeconds[$0.key]! / r.samplerSeconds[.fp32]!]) })
+      }
       if s.train {
         obj["train_tokens_per_s"] = r.trainTokensPerSecond["fast"] ?? 0
         obj["train_gflops"] = trainFast
         obj["train_fraction_of_gemm"] = trainFast / r.gemmGflops
         obj["train_exact_slowdown"] = (r.trainSeconds["exact"] ?? r.trainSeconds["fast"]!) / r.trainSeconds["fast"]!
       }
-      obj["sampler_by_precision"] = Dictionary(uniqueKeysWithValues: r.samplerTokensPerSecond.map { ($0.key.rawValue, ["tokens_per_s": $0.value, "gflops": r.samplerGflops[$0.key]!, "slowdown_vs_fp32": r.samplerSeconds[$0.key]! / r.samplerSeconds[.fp32]!]) })
       let c = config
       obj["config"] = ["model_type": c.modelType, "vocab_size": c.vocabSize, "hidden_size": c.hiddenSize,
                        "num_hidden_layers": c.numHiddenLayers, "num_attention_heads": c.numAttentionHeads,
@@ -84,7 +91,8 @@ struct BenchCommand: ParsableCommand {
       print(String(decoding: data, as: UTF8.self))
     } else {
       if s.train { print(String(format: "train: %.0f%% of the yardstick", 100 * trainFast / r.gemmGflops)) }
-      print(String(format: "sampler fp32: %.0f%% of the yardstick; peak RSS %.0f MiB", 100 * samplerFast / r.gemmGflops, Double(r.peakRSSBytes) / 1048576))
+      if r.samplerSeconds[.fp32] != nil { print(String(format: "sampler fp32: %.0f%% of the yardstick", 100 * samplerFast / r.gemmGflops)) }
+      print(String(format: "peak RSS %.0f MiB", Double(r.peakRSSBytes) / 1048576))
       for p in SamplerPrecision.allCases where r.samplerSeconds[p] != nil {
         print(String(format: "  sampler %@: %.2fx the fp32 time", p.rawValue, r.samplerSeconds[p]! / r.samplerSeconds[.fp32]!))
       }

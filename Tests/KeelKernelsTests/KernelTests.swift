@@ -164,6 +164,9 @@ final class GemmTests: XCTestCase {
     func testGemmPackedTransposedA() { checkGemm(M: 40, N: 300, P: 600, transposedA: true, accumulate: true) }
     func testGemmPackedManyBlocks() { checkGemm(M: 20, N: 530, P: 260, transposedA: false, accumulate: false, pad: 3) }
     func testGemmPackedBigA() { checkGemm(M: 200, N: 96, P: 700, transposedA: false, accumulate: false) }
+    /// row-major A packed 4 p at a time: a p block whose length is not a multiple of 4 (603 =
+    /// 256 + 256 + 91), strided rows (pad), and a partial last row panel (45 = 7·6 + 3)
+    func testGemmPackedRowMajorPTail() { checkGemm(M: 45, N: 300, P: 603, transposedA: false, accumulate: true, pad: 5) }
     func testGemmPackedBigATransposed() { checkGemm(M: 200, N: 96, P: 700, transposedA: true, accumulate: false) }
 
     /// Exact mode: row i of C has the same bits for any number of rows per call and any split.
