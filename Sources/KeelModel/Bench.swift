@@ -2,8 +2,8 @@
 // the training step's tokens/s (forward + backward of a token-level policy-gradient loss +
 // AdamW), their model FLOP rates, and — in the same run — a yardstick: a 1024³ SGEMM through
 // OpenBLAS's cblas_sgemm on the same threads (best of 5, measured at the start and at the end;
-// the higher one is the yardstick). Sampler: best of 3 calls per precision, round-robin;
-// training step: best of 2. FLOP formulas (docs/performance.md):
+// the higher one is the yardstick). Sampler: best of 5 calls per precision, round-robin;
+// training step: best of 3 — best-of-N on both sides, like the yardstick itself. FLOP formulas (docs/performance.md):
 //   train:   6 · active matmul parameters · tokens + 3 · attention
 //   sampler: 2 · active matmul parameters · generated tokens + attention of those tokens
 //   attention per query at position t: 4 · H · D · (t + 1)
@@ -19,7 +19,9 @@ public struct BenchSettings: Sendable {
   public var trainSequences = 512, trainLength = 64, microBatchSequences = 64
   public var samplerPrecisions: [SamplerPrecision] = [.fp32, .bf16, .fp16, .fp8, .exact]
   /// Timed generate calls per precision (round-robin over the precisions; best kept).
-  public var samplerRounds = 3
+  public var samplerRounds = 5
+  /// Timed training steps (best kept).
+  public var trainRounds = 3
   /// Time the training step (off: sampler figures only, e.g. for profiling).
   public var train = true
   public var backend: GemmBackend = .keel
@@ -73,7 +75,7 @@ public enum Bench {
     positions.reduce(0.0) { $0 + 4 * Double(c.numAttentionHeads * c.headDim) * Double($1 + 1) } * Double(c.numHiddenLayers)
   }
 
-  /// Best of 2 training steps (micro-batched forward + backward of a token-level policy-gradient
+  /// Best of `trainRounds` training steps (micro-batched forward + backward of a token-level policy-gradient
   /// loss over all sequences, then AdamW), in seconds.
   public static func trainStepSeconds(_ s: BenchSettings, store: ParameterStore? = nil, sequences: [[Int32]]? = nil) -> Double {
     let store = store ?? ParameterStore(config: s.config, seed: 1)
@@ -83,7 +85,7 @@ public enum Bench {
     engine.compute.configureBLAS()
     let opt = AdamW(count: store.layout.count)
     var best = Double.infinity
-    for _ in 0..<2 {
+    for _ in 0..<max(1, s.trainRounds) {
       let t0 = now()
       engine.zeroGrads()
       var i = 0
