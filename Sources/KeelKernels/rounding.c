@@ -5,6 +5,8 @@
  */
 #include "kk_internal.h"
 
+#include <string.h>
+
 /* bf16: keep the top 16 bits, rounding the dropped 16 to nearest even; NaN made quiet
  * first so truncation cannot turn it into inf. */
 KK_INLINE __m256 kk_bf16_8(__m256 x) {
@@ -32,6 +34,53 @@ void kk_round_fp16(float *x, int64_t n) {
         __m128i h = _mm256_cvtps_ph(_mm256_maskload_ps(x + i, mask), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         _mm256_maskstore_ps(x + i, mask, _mm256_cvtph_ps(h));
     }
+}
+
+/* ---- 16-bit storage ---------------------------------------------------------------------
+ * Whole vectors of 8, then the tail through an 8-float stack buffer. */
+void kk_store_bf16(uint16_t *out, const float *in, int64_t n) {
+    // out (n) bf16 patterns, in (n)
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i u = _mm256_srli_epi32(_mm256_castps_si256(kk_bf16_8(_mm256_loadu_ps(in + i))), 16);
+        __m128i lo = _mm256_castsi256_si128(u), hi = _mm256_extracti128_si256(u, 1);
+        _mm_storeu_si128((__m128i *)(out + i), _mm_packus_epi32(lo, hi));
+    }
+    for (; i < n; i++) {
+        float f = _mm256_cvtss_f32(kk_bf16_8(_mm256_set1_ps(in[i])));
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        out[i] = (uint16_t)(u >> 16);
+    }
+}
+
+void kk_load_bf16(float *out, const uint16_t *in, int64_t n) {
+    // out (n), in (n) bf16 patterns
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i u = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(in + i))), 16);
+        _mm256_storeu_ps(out + i, _mm256_castsi256_ps(u));
+    }
+    for (; i < n; i++) {
+        uint32_t u = (uint32_t)in[i] << 16;
+        memcpy(out + i, &u, 4);
+    }
+}
+
+void kk_store_fp16(uint16_t *out, const float *in, int64_t n) {
+    // out (n) binary16 patterns, in (n)
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++)
+        out[i] = (uint16_t)_mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(in[i]), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), 0);
+}
+
+void kk_load_fp16(float *out, const uint16_t *in, int64_t n) {
+    // out (n), in (n) binary16 patterns
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(in + i))));
+    for (; i < n; i++) out[i] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(in[i])));
 }
 
 /* e4m3fn (bias 7, no inf, max 448 = 1.75·2^8, min normal 2^-6, subnormal step 2^-9):

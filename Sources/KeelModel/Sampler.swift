@@ -11,6 +11,8 @@
 //          (kk_gemm's fixed FMA chains, the shared attention row, the same MoE sum order)
 // Randomness is keyed by (seed, step, prompt index, sample index, position): the same prompt
 // gives the same tokens at any batch position, in any batch, on any number of threads.
+// In bf16 / fp16 / fp8 the KV cache holds 16-bit patterns (exact: those K and V are 16-bit
+// values already; see compactKVCache).
 // With top-p/top-k truncation the recorded log-prob is that of the truncated distribution
 // actually sampled from, while the trainer scores the full one (a bias; defaults use none).
 import KeelKernels
@@ -81,7 +83,21 @@ public final class Sampler: @unchecked Sendable {
     refresh()
   }
 
+  /// Keep the KV cache in 16 bits in the bf16 / fp16 / fp8 modes (bf16 patterns, or binary16
+  /// for fp16): their K and V are rounded to 16 bits already, so this is exact — the same
+  /// tokens and log-probs bit for bit — and halves the bytes each attention row reads. Off:
+  /// float32 caches (the comparison the tests make).
+  public var compactKVCache = true
+
   var config: ModelConfig { store.layout.config }
+  var kvFormat: KVCache.Format {
+    guard compactKVCache else { return .fp32 }
+    switch precision {
+    case .fp32, .exact: return .fp32
+    case .bf16, .fp8: return .bf16
+    case .fp16: return .fp16
+    }
+  }
   var backend: GemmBackend { precision == .exact ? .keel : compute.backend }
 
   /// Take the training engine's current weights (then round them per precision).
@@ -145,7 +161,7 @@ public final class Sampler: @unchecked Sendable {
     var results = requests.map { _ in SampleResult(tokens: [], logp: [], routing: Array(repeating: [], count: L.layers.filter(\.isSparse).count), truncated: false) }
     var done = forced.map { $0.map(\.isEmpty) } ?? [Bool](repeating: false, count: B)
     let kvStride = KV * D
-    let cache = KVCache(layers: L.layers.count, sequences: B, maxLen: maxLen, rowWidth: kvStride)
+    let cache = KVCache(layers: L.layers.count, sequences: B, maxLen: maxLen, rowWidth: kvStride, format: kvFormat)
     // Prefill: every prompt position but the last, all sequences at once (big, efficient
     // products). Every operation is row-local, so this gives the same bits as feeding the
     // positions one decode step at a time.
@@ -201,12 +217,43 @@ public final class Sampler: @unchecked Sendable {
     return results
   }
 
-  /// K and V of every layer, sequence and position: [layer][sequence][position][KV·D].
+  /// K and V of every layer, sequence and position: [layer][sequence][position][KV·D], in
+  /// float32 or as 16-bit patterns (bf16 / binary16; see `compactKVCache`).
   final class KVCache {
+    enum Format { case fp32, bf16, fp16 }
+    let format: Format
     let k: [FloatBuffer], v: [FloatBuffer]
-    init(layers: Int, sequences: Int, maxLen: Int, rowWidth: Int) {
-      k = (0..<layers).map { _ in FloatBuffer(uninitialized: sequences * maxLen * rowWidth) }  // written before read
-      v = (0..<layers).map { _ in FloatBuffer(uninitialized: sequences * maxLen * rowWidth) }
+    let k16: [Buffer<UInt16>], v16: [Buffer<UInt16>]
+    init(layers: Int, sequences: Int, maxLen: Int, rowWidth: Int, format: Format) {
+      self.format = format
+      let n = sequences * maxLen * rowWidth  // every entry is written before it is read
+      k = format == .fp32 ? (0..<layers).map { _ in FloatBuffer(uninitialized: n) } : []
+      v = format == .fp32 ? (0..<layers).map { _ in FloatBuffer(uninitialized: n) } : []
+      k16 = format == .fp32 ? [] : (0..<layers).map { _ in Buffer<UInt16>(uninitialized: n) }
+      v16 = format == .fp32 ? [] : (0..<layers).map { _ in Buffer<UInt16>(uninitialized: n) }
+    }
+
+    /// Store `count` floats (already rounded to the format) at element `at` of layer l.
+    func store(layer l: Int, at: Int, k kp: UnsafePointer<Float>, v vp: UnsafePointer<Float>, count: Int) {
+      switch format {
+      case .fp32:
+        (k[l].p + at).update(from: kp, count: count)
+        (v[l].p + at).update(from: vp, count: count)
+      case .bf16:
+        kk_store_bf16(k16[l].p + at, kp, Int64(count)); kk_store_bf16(v16[l].p + at, vp, Int64(count))
+      case .fp16:
+        kk_store_fp16(k16[l].p + at, kp, Int64(count)); kk_store_fp16(v16[l].p + at, vp, Int64(count))
+      }
+    }
+
+    /// Widen `count` elements of layer l from element `at` into kOut / vOut (16-bit formats).
+    func load(layer l: Int, at: Int, count: Int, k kOut: UnsafeMutablePointer<Float>, v vOut: UnsafeMutablePointer<Float>) {
+      let n = Int64(count)
+      switch format {
+      case .fp32: preconditionFailure("a float32 cache is read in place")
+      case .bf16: kk_load_bf16(kOut, k16[l].p + at, n); kk_load_bf16(vOut, v16[l].p + at, n)
+      case .fp16: kk_load_fp16(kOut, k16[l].p + at, n); kk_load_fp16(vOut, v16[l].p + at, n)
+      }
     }
   }
 
@@ -278,16 +325,33 @@ public final class Sampler: @unchecked Sendable {
       kk_rope_forward_table(kn.p, positions.p, ropeCos.p, ropeSin.p, Int64(M), Int32(KV), Int32(D))
       round(qn.p, M * H * D); round(kn.p, M * kvStride)
       let att = FloatBuffer(uninitialized: M * H * D)
-      let ck = cache.k[l], cv = cache.v[l]
       for (i, (b, pos)) in rows.enumerated() {  // every row's K and V first, then attention
-        let at = (b * maxLen + pos) * kvStride
-        (ck.p + at).update(from: kn.p + i * kvStride, count: kvStride)
-        (cv.p + at).update(from: v.p + i * kvStride, count: kvStride)
+        cache.store(layer: l, at: (b * maxLen + pos) * kvStride, k: kn.p + i * kvStride, v: v.p + i * kvStride, count: kvStride)
       }
       engine.parallelRanges(M, grain: 8) { lo, hi in
+        if cache.format == .fp32 {
+          let ck = cache.k[l], cv = cache.v[l]
+          for i in lo..<hi {
+            let (b, pos) = rows[i], base = (b * maxLen) * kvStride
+            kk_attention_row_forward(att.p + i * H * D, nil, qn.p + i * H * D, ck.p + base, cv.p + base,
+                                     Int64(kvStride), Int64(pos + 1), Int32(H), Int32(KV), Int32(D), scale)
+          }
+          return
+        }
+        // 16-bit cache: widen the sequence's rows into float scratch (small: in L1/L2) and run
+        // the same row kernel on it — same values, same bits. Rows of one sequence come in
+        // increasing position order, so each widens only the positions not yet widened.
+        let kw = FloatBuffer(uninitialized: maxLen * kvStride), vw = FloatBuffer(uninitialized: maxLen * kvStride)
+        var widenedSequence = -1, widened = 0
         for i in lo..<hi {
           let (b, pos) = rows[i], base = (b * maxLen) * kvStride
-          kk_attention_row_forward(att.p + i * H * D, nil, qn.p + i * H * D, ck.p + base, cv.p + base,
+          if b != widenedSequence { widenedSequence = b; widened = 0 }
+          if widened < pos + 1 {
+            cache.load(layer: l, at: base + widened * kvStride, count: (pos + 1 - widened) * kvStride,
+                       k: kw.p + widened * kvStride, v: vw.p + widened * kvStride)
+            widened = pos + 1
+          }
+          kk_attention_row_forward(att.p + i * H * D, nil, qn.p + i * H * D, kw.p, vw.p,
                                    Int64(kvStride), Int64(pos + 1), Int32(H), Int32(KV), Int32(D), scale)
         }
       }

@@ -798,6 +798,31 @@ final class RoundingTests: XCTestCase {
         }
     }
 
+    /// 16-bit storage (the sampler's compact KV cache): store then load gives the rounded value
+    /// bit for bit; the stored patterns are bf16's top 16 bits and Swift's own Float16 (an
+    /// independent binary16 conversion). 1003 values: whole vectors and a tail.
+    func testSixteenBitStorageRoundTrips() {
+        var rng = TestRNG(seed: 15)
+        let x = (0..<1003).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: rng.next())) }
+            + [0, -0.0, .infinity, -.infinity, 65504, 65520, 0x1p-24, 1e-30, 3.14159]
+        var pats = [UInt16](repeating: 0, count: x.count), y = [Float](repeating: 0, count: x.count)
+        kk_store_bf16(&pats, x, Int64(x.count))
+        kk_load_bf16(&y, pats, Int64(x.count))
+        for i in x.indices {
+            let r = bf16(x[i])
+            if x[i].isNaN { XCTAssertTrue(y[i].isNaN, "bf16 NaN stays NaN"); continue }
+            XCTAssertEqual(pats[i], UInt16(r.bitPattern >> 16), "bf16 pattern of \(x[i])")
+            XCTAssertEqual(y[i].bitPattern, r.bitPattern, "bf16 round trip of \(x[i])")
+        }
+        kk_store_fp16(&pats, x, Int64(x.count))
+        kk_load_fp16(&y, pats, Int64(x.count))
+        for i in x.indices {
+            if x[i].isNaN { XCTAssertTrue(y[i].isNaN, "fp16 NaN stays NaN"); continue }
+            XCTAssertEqual(pats[i], Float16(x[i]).bitPattern, "fp16 pattern of \(x[i])")
+            XCTAssertEqual(y[i].bitPattern, fp16(x[i]).bitPattern, "fp16 round trip of \(x[i])")
+        }
+    }
+
     func testFP16RangeAndSubnormals() {
         XCTAssertEqual(fp16(65504), 65504)
         XCTAssertEqual(fp16(65519), 65504)

@@ -2,7 +2,7 @@
 // agree to ~1e-5; exact mode is bit-identical to the training forward for any batch size,
 // batch position, thread count and training micro-batch size; bf16/fp16/fp8 differ
 // measurably and sanely; the same prompt gives the same tokens alone or inside a batch;
-// the same seed gives the same samples.
+// the same seed gives the same samples; the 16-bit KV cache gives the float cache's bits.
 import KeelModel
 import XCTest
 
@@ -94,6 +94,33 @@ final class SamplerTests: XCTestCase {
       XCTAssertGreaterThan(meanAbs, 1e-4, "\(precision) must differ measurably")
       XCTAssertLessThan(meanAbs, 0.5, "\(precision) must stay sane")
       XCTAssertGreaterThanOrEqual(k3, 0)
+    }
+  }
+
+  /// The 16-bit KV cache of the bf16 / fp16 / fp8 modes against a float32 cache: the same
+  /// tokens, log-probs, entropies and experts, bit for bit (its K and V are 16-bit values
+  /// already), for sampling and teacher-forced scoring, prompts of several lengths (batched
+  /// prefill included), 1 and 2 threads, dense and MoE. fp32 mode keeps a float cache.
+  func testCompactKVCacheGivesTheSameBits() throws {
+    for moe in [false, true] {
+      let store = Tiny.store(Tiny.config(moe: moe))
+      for precision in [SamplerPrecision.bf16, .fp16, .fp8] {
+        for threads in [1, 2] {
+          let compact = Sampler(store: store, precision: precision, compute: Compute(threads: threads))
+          let wide = Sampler(store: store, precision: precision, compute: Compute(threads: threads))
+          wide.compactKVCache = false
+          let reqs = requests(70)  // ≥ 64 rows: split across threads
+          let params = SamplingParams(temperature: 1, maxTokens: 20)
+          let a = compact.generate(reqs, params: params, seed: 11, step: 1)
+          let b = wide.generate(reqs, params: params, seed: 11, step: 1)
+          XCTAssertTrue(a == b, "\(precision) moe \(moe) threads \(threads): generate differs")
+          let seqs = reqs.indices.map { reqs[$0].prompt + a[$0].tokens }
+          XCTAssertTrue(compact.score(seqs) == wide.score(seqs), "\(precision) moe \(moe) threads \(threads): score differs")
+          // and the reduced modes still differ from fp32 (the cache did not widen them away)
+          let fp32 = Sampler(store: store, precision: .fp32, compute: Compute(threads: threads)).score(seqs)
+          XCTAssertTrue(fp32.map(\.logp) != compact.score(seqs).map(\.logp), "\(precision) equals fp32")
+        }
+      }
     }
   }
 

@@ -184,6 +184,17 @@ void kk_adamw(float *param, const float *grad, float *m, float *v, int64_t n, fl
 void kk_round_bf16(float *x, int64_t n);
 /* IEEE binary16, round to nearest even, subnormals kept, overflow → ±inf (F16C). */
 void kk_round_fp16(float *x, int64_t n);
+/* 16-bit storage (the sampler's KV cache in its bf16 / fp16 / fp8 modes, whose K and V are
+ * already rounded to 16 bits, so storing them is exact and halves the bytes the attention
+ * rows read):
+ * kk_store_bf16: out[i] = the bf16 bit pattern of kk_round_bf16(in[i]) (for an in[i] that is
+ *   already bf16-rounded, its top 16 bits); kk_load_bf16: out[i] = that pattern widened back
+ *   to float (exact). kk_store_fp16 / kk_load_fp16: the same with IEEE binary16 (F16C, round to
+ *   nearest even, overflow → ±inf). load(store(x)) == round(x) bit for bit. */
+void kk_store_bf16(uint16_t *out, const float *in, int64_t n);
+void kk_load_bf16(float *out, const uint16_t *in, int64_t n);
+void kk_store_fp16(uint16_t *out, const float *in, int64_t n);
+void kk_load_fp16(float *out, const uint16_t *in, int64_t n);
 /* float8 e4m3fn: RNE to 3 mantissa bits, subnormal step 2^-9, saturating to ±448 (also
  * ±inf → ±448: e4m3fn has no inf); NaN stays NaN. */
 float kk_round_e4m3(float x);
