@@ -37,7 +37,7 @@ void kk_round_fp16(float *x, int64_t n) {
 }
 
 /* ---- 16-bit storage ---------------------------------------------------------------------
- * Whole vectors of 8, then the tail through an 8-float stack buffer. */
+ * Whole vectors of 8, then the tail one element at a time (the same conversions). */
 void kk_store_bf16(uint16_t *out, const float *in, int64_t n) {
     // out (n) bf16 patterns, in (n)
     int64_t i = 0;

@@ -338,9 +338,12 @@ public final class Sampler: @unchecked Sendable {
           }
           return
         }
-        // 16-bit cache: widen the sequence's rows into float scratch (small: in L1/L2) and run
-        // the same row kernel on it — same values, same bits. Rows of one sequence come in
-        // increasing position order, so each widens only the positions not yet widened.
+        // 16-bit cache: widen the sequence's rows into float scratch (maxLen · KV·D floats for K
+        // and for V: 32 KB each at the bench shapes, so it stays in L1/L2) and run the same row
+        // kernel on it — same values, same bits. A decode step widens a row's whole prefix (the
+        // bytes the float cache would have read anyway, read at half the size); within one
+        // range, rows of one sequence come in increasing position order (prefill), so each
+        // widens only the positions not yet widened.
         let kw = FloatBuffer(uninitialized: maxLen * kvStride), vw = FloatBuffer(uninitialized: maxLen * kvStride)
         var widenedSequence = -1, widened = 0
         for i in lo..<hi {

@@ -134,7 +134,9 @@ public final class TrainingEngine: @unchecked Sendable {
     let c = config, L = store.layout
     let C = c.hiddenSize, H = c.numAttentionHeads, KV = c.numKeyValueHeads, D = c.headDim, V = c.vocabSize
     let R = batch.tokens.count
-    precondition(batch.offsets.last == R)
+    // the sequences tile the rows 0..<R (every row's activations are written by its sequence)
+    precondition(batch.offsets.first == 0 && batch.offsets.last == R && zip(batch.offsets, batch.offsets.dropFirst()).allSatisfy { $0 <= $1 },
+                 "SequenceBatch.offsets must run from 0 to the token count without decreasing")
     // positions and the rows whose next token is scored
     let positions = Buffer<Int32>(R)
     var scoredRows: [Int] = []

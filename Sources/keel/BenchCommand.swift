@@ -16,7 +16,7 @@ struct BenchCommand: ParsableCommand {
   @Flag(help: "Small shapes (a smoke run for tests; figures are not representative).") var quick = false
   @Option(help: "Sampler precisions to time, comma-separated (fp32 is always included: the others are reported against it).")
   var precisions: String = "fp32,bf16,fp16,fp8,exact"
-  @Option(help: "Time only one part, e.g. under a profiler: sampler | train.") var only: String?
+  @Option(help: "Time only one part, e.g. under a profiler: sampler | train (--precisions then does not apply; the JSON leaves out the other part's keys).") var only: String?
   @Option(help: "Scaling report instead: training steps at these rank counts, e.g. 1,2,4 (mpirun; threads per rank = --threads / K).")
   var ranks: String?
   @Option(help: "Training steps per rank count in the scaling report (the first is warm-up).") var scalingSteps: Int = 6

@@ -61,6 +61,15 @@ final class CLITests: XCTestCase {
       XCTAssertEqual(byPrecision["bf16"]!["slowdown_vs_fp32"]!, st / byPrecision["bf16"]!["tokens_per_s"]!, accuracy: 1e-9)
       XCTAssertGreaterThan(o["peak_rss_bytes"] as! Int, 1 << 20)
     }
+    // --only: the other part's keys are absent, not zero
+    for (part, present, absent) in [("sampler", "sampler_gflops", "train_gflops"), ("train", "train_gflops", "sampler_gflops")] {
+      let r = try keel(["bench", "--quick", "--json", "--only", part])
+      XCTAssertEqual(r.status, 0, r.stdout)
+      let line = try XCTUnwrap(r.stdout.split(separator: "\n").last { $0.hasPrefix("{") }, r.stdout)
+      let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], r.stdout)
+      XCTAssertGreaterThan(o[present] as? Double ?? 0, 0, "--only \(part): \(present)")
+      XCTAssertNil(o[absent], "--only \(part): \(absent) should be absent")
+    }
     let bad = try keel(["bench", "--quick", "--precisions", "fp32,fp4"])
     XCTAssertNotEqual(bad.status, 0)
     XCTAssertTrue(bad.stdout.contains("'fp4'") && bad.stdout.contains("fp32, bf16, fp16, fp8, exact"), bad.stdout)

@@ -109,11 +109,16 @@ final class SamplerTests: XCTestCase {
           let compact = Sampler(store: store, precision: precision, compute: Compute(threads: threads))
           let wide = Sampler(store: store, precision: precision, compute: Compute(threads: threads))
           wide.compactKVCache = false
-          let reqs = requests(70)  // ≥ 64 rows: split across threads
-          let params = SamplingParams(temperature: 1, maxTokens: 20)
-          let a = compact.generate(reqs, params: params, seed: 11, step: 1)
-          let b = wide.generate(reqs, params: params, seed: 11, step: 1)
-          XCTAssertTrue(a == b, "\(precision) moe \(moe) threads \(threads): generate differs")
+          // 70 requests: whole sequences per thread; 12: a 27-row prefill whose ranges split
+          // sequences across the threads (each range widens its own rows)
+          for reqs in [requests(70), requests(12)] {
+            let params = SamplingParams(temperature: 1, maxTokens: 20)
+            let a = compact.generate(reqs, params: params, seed: 11, step: 1)
+            let b = wide.generate(reqs, params: params, seed: 11, step: 1)
+            XCTAssertTrue(a == b, "\(precision) moe \(moe) threads \(threads) batch \(reqs.count): generate differs")
+          }
+          let reqs = requests(70)
+          let a = compact.generate(reqs, params: SamplingParams(temperature: 1, maxTokens: 20), seed: 11, step: 1)
           let seqs = reqs.indices.map { reqs[$0].prompt + a[$0].tokens }
           XCTAssertTrue(compact.score(seqs) == wide.score(seqs), "\(precision) moe \(moe) threads \(threads): score differs")
           // and the reduced modes still differ from fp32 (the cache did not widen them away)
