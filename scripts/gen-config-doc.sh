@@ -12,7 +12,8 @@ cat <<'HEAD'
 Every key `keel train` accepts (generated from `Sources/KeelRL/ConfigSchema.swift` by
 `bash scripts/gen-config-doc.sh`; a test checks that this page lists every key with its
 default). Set them in a YAML file (`--config run.yaml`, nested: `train: {lr: 1e-4}`) or with
-`--set train.lr=1e-4`. An unknown key is an error naming the nearest valid keys. Plugin
+`--set train.lr=1e-4`. An unknown key is an error naming the nearest valid keys and every key of
+its section (or the sections, when the section is unknown). Plugin
 parameters go under `objective.params.NAME`, `reward.params.NAME`, `baseline.params.NAME` and
 are checked against the plugin's declared parameters (`keel plugins inspect NAME`).
 

@@ -31,13 +31,19 @@ public struct ConfigKey: Sendable {
 }
 
 public enum ConfigError: Error, CustomStringConvertible, Equatable {
-  case unknownKey(String, nearest: [String])
+  /// The key, the nearest known keys, and the valid keys of its section ("train." …; the
+  /// section names when the section itself is unknown).
+  case unknownKey(String, nearest: [String], valid: [String])
   case badValue(key: String, expected: String, got: String)
   case syntax(String)
   public var description: String {
     switch self {
-    case .unknownKey(let k, let nearest):
-      return "unknown config key '\(k)'" + (nearest.isEmpty ? "" : "; did you mean \(nearest.map { "'\($0)'" }.joined(separator: " or "))?") + " (all keys: `keel train --help-config`)"
+    case .unknownKey(let k, let nearest, let valid):
+      let section = k.lastIndex(of: ".").map { String(k[..<$0]) }
+      let inSection = section.map { sec in !valid.isEmpty && valid.allSatisfy { $0.hasPrefix(sec + ".") } } ?? false
+      let validText = valid.isEmpty ? "" : (inSection ? ". Valid keys in '\(section!)': " : ". Valid sections and keys: ") + valid.joined(separator: ", ")
+      return "unknown config key '\(k)'" + (nearest.isEmpty ? "" : "; did you mean \(nearest.map { "'\($0)'" }.joined(separator: " or "))?")
+        + validText + " (all keys with their meaning: `keel train --help-config`)"
     case .badValue(let k, let expected, let got): return "config key '\(k)' expects \(expected), got '\(got)'"
     case .syntax(let m): return m
     }
@@ -151,8 +157,25 @@ public enum ConfigSchema {
     var found: [String] = []
     if let n = KeelPluginHost.nearest(key, in: all) { found.append(n) }
     let last = key.split(separator: ".").last.map(String.init) ?? key
-    for k in all where k.hasSuffix("." + last) && !found.contains(k) { found.append(k) }
+    for k in all where (k == last || k.hasSuffix("." + last)) && !found.contains(k) { found.append(k) }
     return Array(found.prefix(3))
+  }
+
+  /// The keys of `key`'s section ("train.lrr" → every "train.…" key); if that section does not
+  /// exist (or the key has none), the top-level keys and section names.
+  static func validKeys(near key: String) -> [String] {
+    let all = keys.map(\.key)
+    if let dot = key.lastIndex(of: ".") {
+      let prefix = String(key[...dot])
+      let inSection = all.filter { $0.hasPrefix(prefix) }
+      if !inSection.isEmpty { return inSection }
+    }
+    var top: [String] = []
+    for k in all {
+      let head = k.contains(".") ? String(k[..<k.firstIndex(of: ".")!]) + ".*" : k
+      if !top.contains(head) { top.append(head) }
+    }
+    return top
   }
 
   static func convert(_ text: String, for key: ConfigKey) throws -> ConfigValue {
@@ -185,7 +208,7 @@ public enum ConfigSchema {
         params[kind]![String(key.dropFirst(prefix.count))] = text
         continue
       }
-      guard let spec = table[key] else { throw ConfigError.unknownKey(key, nearest: nearest(key)) }
+      guard let spec = table[key] else { throw ConfigError.unknownKey(key, nearest: nearest(key), valid: validKeys(near: key)) }
       values[key] = try convert(text, for: spec)
     }
     let preset = values["preset"].map { "\($0)" } ?? "default"

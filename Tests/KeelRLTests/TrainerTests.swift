@@ -128,6 +128,15 @@ final class TrainerTests: XCTestCase {
   func testUnknownConfigKeyNamesTheNearest() throws {
     XCTAssertThrowsError(try ConfigSchema.resolve(file: [:], overrides: ["train.lrr": "1"])) {
       XCTAssertTrue("\($0)".contains("unknown config key 'train.lrr'; did you mean 'train.lr'"), "\($0)")
+      // and lists its section's valid keys: every train.* key of the schema, no other
+      let listed = "\($0)".components(separatedBy: "Valid keys in 'train': ").last!.components(separatedBy: " (").first!
+      XCTAssertEqual(listed.components(separatedBy: ", "), ConfigSchema.keys.map(\.key).filter { $0.hasPrefix("train.") }, "\($0)")
+    }
+    XCTAssertThrowsError(try ConfigSchema.resolve(file: [:], overrides: ["train.steps": "10"])) {
+      XCTAssertTrue("\($0)".contains("did you mean 'steps'?"), "a top-level key with the same name is suggested: \($0)")
+    }
+    XCTAssertThrowsError(try ConfigSchema.resolve(file: [:], overrides: ["bogus.x": "1"])) {
+      XCTAssertTrue("\($0)".contains("Valid sections and keys: ") && "\($0)".contains("train.*") && "\($0)".contains("steps"), "\($0)")
     }
     XCTAssertThrowsError(try ConfigSchema.resolve(file: [:], overrides: ["sampler.precision": "fp64"])) {
       XCTAssertTrue("\($0)".contains("'sampler.precision' expects string (fp32 | bf16 | fp16 | fp8 | exact)"), "\($0)")
