@@ -120,3 +120,35 @@ float kk_router_aux_loss(float *dlogits, const float *probs, const int32_t *expe
     }
     return (float)loss;
 }
+
+void kk_moe_combine(float *out, const float *y, const float *gates, int64_t R, int k, int64_t C) {
+    // out is (R,C), y is (R,k,C), gates is (R,k); per element one fma chain in slot order
+    for (int64_t r = 0; r < R; r++) {
+        float *o = out + r * C;
+        int64_t i = 0;
+        for (; i + 8 <= C; i += 8) {
+            __m256 acc = _mm256_setzero_ps();
+            for (int s = 0; s < k; s++)
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(gates[r * k + s]), _mm256_loadu_ps(y + (r * k + s) * C + i), acc);
+            _mm256_storeu_ps(o + i, acc);
+        }
+        for (; i < C; i++) {
+            float acc = 0.0f;
+            for (int s = 0; s < k; s++) acc = fmaf(gates[r * k + s], y[(r * k + s) * C + i], acc);
+            o[i] = acc;
+        }
+    }
+}
+
+void kk_moe_gate_grad(float *dgates, const float *dout, const float *y, int64_t R, int k, int64_t C) {
+    // dgates is (R,k), dout is (R,C), y is (R,k,C); per entry one sequential fma chain over C
+    for (int64_t r = 0; r < R; r++) {
+        const float *d = dout + r * C;
+        for (int s = 0; s < k; s++) {
+            const float *ys = y + (r * k + s) * C;
+            float acc = 0.0f;
+            for (int64_t i = 0; i < C; i++) acc = fmaf(d[i], ys[i], acc);
+            dgates[r * k + s] = acc;
+        }
+    }
+}

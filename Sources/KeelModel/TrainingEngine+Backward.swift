@@ -112,16 +112,8 @@ extension TrainingEngine {
     let g = grads.p
     let gates = a.gates!, Y = a.expertOut!
     // dgate[r,s] = ⟨dOut[r], Y[r,s]⟩; dY[r,s] = gate[r,s] · dOut[r]
-    let dgates = FloatBuffer(R * k)
-    for r in 0..<R {
-      let d = dOut.p + r * C
-      for s in 0..<k {
-        let y = Y.p + (r * k + s) * C
-        var acc: Float = 0
-        for i in 0..<C { acc = acc.addingProduct(d[i], y[i]) }
-        dgates[r * k + s] = acc
-      }
-    }
+    let dgates = FloatBuffer(uninitialized: R * k)
+    kk_moe_gate_grad(dgates.p, dOut.p, Y.p, Int64(R), Int32(k), Int64(C))
     let dX = FloatBuffer(R * k * C)  // ∂/∂(expert input) per (token, slot)
     // experts in parallel (each on one thread): each writes only its own weight gradients
     // and its own (token, slot) rows of dX

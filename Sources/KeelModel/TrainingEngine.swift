@@ -296,16 +296,11 @@ public final class TrainingEngine: @unchecked Sendable {
   }
 }
 
-/// out[r] = Σ_slot gate[r,slot] · Y[r,slot,:], one FMA chain per element in slot order —
-/// shared by the training engine and the sampler so both sum experts identically.
+/// out[r] = Σ_slot gate[r,slot] · Y[r,slot,:], one FMA chain per element in slot order
+/// (kk_moe_combine) — shared by the training engine and the sampler so both sum experts identically.
 @inline(__always) func moeCombine(_ out: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, _ gates: UnsafePointer<Float>,
                                   rows: Range<Int>, k: Int, C: Int) {
-  for r in rows {
-    let o = out + r * C
-    for i in 0..<C { o[i] = 0 }
-    for s in 0..<k {
-      let g = gates[r * k + s], ys = y + (r * k + s) * C
-      for i in 0..<C { o[i] = o[i].addingProduct(g, ys[i]) }
-    }
-  }
+  guard !rows.isEmpty else { return }
+  kk_moe_combine(out + rows.lowerBound * C, y + rows.lowerBound * k * C, gates + rows.lowerBound * k,
+                 Int64(rows.count), Int32(k), Int64(C))
 }

@@ -699,6 +699,34 @@ final class RoutingTests: XCTestCase {
         XCTAssertEqual(gates[1], gates[2])
     }
 
+    /// kk_moe_combine and kk_moe_gate_grad against the fma chains written out in Swift, bit for
+    /// bit (C a multiple of 8 and not: whole vectors and the scalar tail), and against Double.
+    func testMoECombineAndGateGradAreTheFMAChains() {
+        var rng = TestRNG(seed: 21)
+        for (R, k, C) in [(5, 2, 16), (3, 3, 13), (4, 1, 7), (2, 4, 128)] {
+            let y = rng.vector(R * k * C), gates = rng.vector(R * k, 0, 1), dout = rng.vector(R * C)
+            var out = [Float](repeating: .nan, count: R * C), dgates = [Float](repeating: .nan, count: R * k)
+            kk_moe_combine(&out, y, gates, Int64(R), Int32(k), Int64(C))
+            kk_moe_gate_grad(&dgates, dout, y, Int64(R), Int32(k), Int64(C))
+            var wantOut = [Float](repeating: 0, count: R * C), wantG = [Float](repeating: 0, count: R * k)
+            var dblOut = [Double](repeating: 0, count: R * C), dblG = [Double](repeating: 0, count: R * k)
+            for r in 0..<R {
+                for s in 0..<k {
+                    for i in 0..<C {
+                        wantOut[r * C + i] = wantOut[r * C + i].addingProduct(gates[r * k + s], y[(r * k + s) * C + i])
+                        dblOut[r * C + i] += Double(gates[r * k + s]) * Double(y[(r * k + s) * C + i])
+                        wantG[r * k + s] = wantG[r * k + s].addingProduct(dout[r * C + i], y[(r * k + s) * C + i])
+                        dblG[r * k + s] += Double(dout[r * C + i]) * Double(y[(r * k + s) * C + i])
+                    }
+                }
+            }
+            assertBitsEqual(out, wantOut, "combine R\(R) k\(k) C\(C)")
+            assertBitsEqual(dgates, wantG, "gate grad R\(R) k\(k) C\(C)")
+            assertClose(out, dblOut, atol: 1e-6, rtol: 1e-5, "combine vs Double")
+            assertClose(dgates, dblG, atol: 1e-5, rtol: 1e-5, "gate grad vs Double")
+        }
+    }
+
     func testNormalizedGatesAreTheSoftmaxOfTheChosenLogits() {
         var experts = [Int32](repeating: 0, count: 2), gates = [Float](repeating: 0, count: 2), probs = [Float](repeating: 0, count: 4)
         kk_router_forward(&experts, &gates, &probs, [0.5, -1, 2, 1], nil, 1, 4, 2, 1)

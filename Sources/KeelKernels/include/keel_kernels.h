@@ -171,6 +171,15 @@ void kk_router_backward(float *dlogits, const float *dgates, const float *probs,
 float kk_router_aux_loss(float *dlogits, const float *probs, const int32_t *experts,
                          int64_t R, int E, int k, float coef);
 
+/* The expert combination and its gate gradient (forward beside backward), shared by the
+ * training engine and the sampler so both sum the experts identically:
+ * kk_moe_combine: out (R,C), y (R,k,C) expert outputs per (row, slot), gates (R,k):
+ *   out[r,i] = fma chain over slots s = 0…k−1 from 0: o ← fma(gates[r,s], y[r,s,i], o).
+ * kk_moe_gate_grad: dgates (R,k) = ⟨dout[r,:], y[r,s,:]⟩, one sequential fma chain over
+ *   i = 0…C−1 from 0 (∂out/∂gates; ∂out/∂y[r,s] = gates[r,s]·dout[r] is left to the caller). */
+void kk_moe_combine(float *out, const float *y, const float *gates, int64_t R, int k, int64_t C);
+void kk_moe_gate_grad(float *dgates, const float *dout, const float *y, int64_t R, int k, int64_t C);
+
 /* ---- adamw.c ----------------------------------------------------------------------------
  * PyTorch AdamW, step ≥ 1 (1-based, for bias correction), decoupled weight decay:
  *   param ← param · (1 − lr·wd);  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²
