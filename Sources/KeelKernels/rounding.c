@@ -20,19 +20,26 @@ KK_INLINE __m256 kk_bf16_8(__m256 x) {
 }
 
 void kk_round_bf16(float *x, int64_t n) {
-    // x is (n), in place
-    for (int64_t i = 0; i < n; i += 8) {
-        __m256i mask = kk_mask8(n - i < 8 ? n - i : 8);
+    // x is (n), in place; whole vectors unmasked, the tail masked
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, kk_bf16_8(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        __m256i mask = kk_mask8(n - i);
         _mm256_maskstore_ps(x + i, mask, kk_bf16_8(_mm256_maskload_ps(x + i, mask)));
     }
 }
 
+KK_INLINE __m256 kk_fp16_8(__m256 x) {
+    return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
 void kk_round_fp16(float *x, int64_t n) {
     // x is (n), in place; F16C conversion honours subnormals and overflows to ±inf
-    for (int64_t i = 0; i < n; i += 8) {
-        __m256i mask = kk_mask8(n - i < 8 ? n - i : 8);
-        __m128i h = _mm256_cvtps_ph(_mm256_maskload_ps(x + i, mask), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        _mm256_maskstore_ps(x + i, mask, _mm256_cvtph_ps(h));
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, kk_fp16_8(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        __m256i mask = kk_mask8(n - i);
+        _mm256_maskstore_ps(x + i, mask, kk_fp16_8(_mm256_maskload_ps(x + i, mask)));
     }
 }
 
