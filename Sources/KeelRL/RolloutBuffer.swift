@@ -17,6 +17,10 @@ public struct Response: Sendable {
   public var samplerRouting: [[Int32]]
   /// Training engine's experts in the π_old pass: R2.
   public var oldRouting: [[Int32]] = []
+  /// Entropy of π_old's next-token distribution at each response token (the π_old pass).
+  public var entropyOld: [Float] = []
+  /// Whether the π_old values (logpOld, logpRef, entropyOld, oldRouting) are filled in.
+  public var oldRecorded = false
   public var reward: Float = 0
   public var components: [String: Float] = [:]
   public var advantage: Float = 0

@@ -64,13 +64,29 @@ extension Trainer {
     m["time_scoring"] = tScore
     if config.bool("log.rollouts") { try logRollouts(responses, requests: requests, step: step) }
     var buffer = RolloutBuffer(responses: responses, groups: B)
-    // 4. π_old pass (records the training engine's experts for R2; R3 replays the sampler's)
+    // 4. π_old pass (records the training engine's experts for R2; R3 replays the sampler's).
+    // With N = 1 the single update's forward runs at the same weights on the same tokens, so it
+    // IS the π_old pass (same bits: the training forward does not depend on micro-batch
+    // composition, and R2's replay of the experts π_old chose is those same experts): the
+    // update records π_old from its own forward instead of a separate pass.
     let replay = config.string("train.routing_replay")
-    let (entropySums, tOld) = try timed { try oldPass(&buffer, replay: replay) }
-    m["time_old_pass"] = tOld
+    let fused = config.int("train.minibatches") == 1
+    if !fused {
+      let (_, tOld) = try timed { try oldPass(&buffer, Array(buffer.responses.indices), replay: replay) }
+      m["time_old_pass"] = tOld
+    }
     // 5. N mini-batch updates
-    let (updates, tUpdate) = try timed { try updatesOf(&buffer, replay: replay, step: step, groupTokens: groupTokens) }
+    let (updates, tUpdate) = try timed { try updatesOf(&buffer, replay: replay, step: step, groupTokens: groupTokens, recordOld: fused) }
     m["time_updates"] = tUpdate
+    if fused {
+      // responses an update did not reach (a skipped mini-batch) get a π_old pass of their own
+      let missing = buffer.responses.indices.filter { !buffer.responses[$0].oldRecorded }
+      let (_, tOld) = try timed { try oldPass(&buffer, missing, replay: replay) }
+      m["time_old_pass"] = tOld
+    }
+    // entropy of π_old over this rank's response tokens, in response order
+    var entropySums = (sum: 0.0, count: 0.0)
+    for r in buffer.responses { for e in r.entropyOld { entropySums.sum += Double(e); entropySums.count += 1 } }
     policy.sampler.refresh()
     // metrics: this rank's sums, summed over ranks, then divided
     let rs = buffer.responses
@@ -139,28 +155,31 @@ extension Trainer {
     }
   }
 
-  /// log π_old of every response token (and the reference's, if kl_ref), entropy, R2 experts.
-  /// Returns this rank's entropy sum and token count.
-  func oldPass(_ buffer: inout RolloutBuffer, replay: String) throws -> (sum: Double, count: Double) {
-    var entropySum = 0.0, count = 0.0
-    for chunk in microBatches(Array(buffer.responses.indices)) {
+  /// log π_old of the given responses' tokens (and the reference's, if kl_ref), entropy, R2 experts.
+  func oldPass(_ buffer: inout RolloutBuffer, _ indices: [Int], replay: String) throws {
+    for chunk in microBatches(indices) {
       let b = buffer.sequenceBatch(chunk)
       let mode: RoutingMode = replay == "R3" ? .replay(buffer.routing(chunk, sampler: true)!) : .natural
       let out = policy.engine.forward(b, temperature: Float(config.float("sampler.temperature")), routing: mode)
-      let refOut = reference?.forward(b, temperature: Float(config.float("sampler.temperature")))
-      var o = 0
-      for (j, i) in chunk.enumerated() {
-        let n = buffer.responses[i].tokens.count
-        buffer.responses[i].logpOld = Array(out.logp[o..<(o + n)])
-        buffer.responses[i].logpRef = refOut.map { Array($0.logp[o..<(o + n)]) }
-        for e in out.entropy[o..<(o + n)] { entropySum += Double(e); count += 1 }
-        o += n
-        // this response's experts in the π_old pass
-        let offset = b.offsets[j], len = b.length(j), k = modelConfig.numExpertsPerTok
-        buffer.responses[i].oldRouting = out.routing.experts.map { Array($0[(offset * k)..<((offset + len) * k)]) }
-      }
+      recordOld(&buffer, chunk, batch: b, out: out)
     }
-    return (entropySum, count)
+  }
+
+  /// Store a π_old forward's per-response values (and the reference's forward, if kl_ref).
+  func recordOld(_ buffer: inout RolloutBuffer, _ chunk: [Int], batch b: SequenceBatch, out: ForwardOutput) {
+    let refOut = reference?.forward(b, temperature: Float(config.float("sampler.temperature")))
+    var o = 0
+    for (j, i) in chunk.enumerated() {
+      let n = buffer.responses[i].tokens.count
+      buffer.responses[i].logpOld = Array(out.logp[o..<(o + n)])
+      buffer.responses[i].logpRef = refOut.map { Array($0.logp[o..<(o + n)]) }
+      buffer.responses[i].entropyOld = Array(out.entropy[o..<(o + n)])
+      o += n
+      // this response's experts in the π_old pass
+      let offset = b.offsets[j], len = b.length(j), k = modelConfig.numExpertsPerTok
+      buffer.responses[i].oldRouting = out.routing.experts.map { Array($0[(offset * k)..<((offset + len) * k)]) }
+      buffer.responses[i].oldRecorded = true
+    }
   }
 
   /// Per prompt group of the global batch (every rank's responses): response tokens, and prompt
@@ -176,7 +195,8 @@ extension Trainer {
   }
 
   /// The N sequential updates; returns the per-update metrics averaged over them.
-  func updatesOf(_ buffer: inout RolloutBuffer, replay: String, step: Int, groupTokens: GroupTokens) throws -> Metrics {
+  /// recordOld (N = 1 only): each micro-batch's forward is also its π_old pass (see globalStep).
+  func updatesOf(_ buffer: inout RolloutBuffer, replay: String, step: Int, groupTokens: GroupTokens, recordOld fuse: Bool = false) throws -> Metrics {
     let N = config.int("train.minibatches")
     let names = plugins.objective.metricNames
     var sums: Metrics = [:]
@@ -203,13 +223,14 @@ extension Trainer {
         let b = buffer.sequenceBatch(chunk)
         let mode: RoutingMode
         switch replay {
-        case "R2": mode = .replay(buffer.routing(chunk, sampler: false)!)
+        case "R2": mode = fuse ? .natural : .replay(buffer.routing(chunk, sampler: false)!)  // fused: π_old's own choice
         case "R3": mode = .replay(buffer.routing(chunk, sampler: true)!)
         default: mode = .natural
         }
         let chunkAux = Float(auxCoef * Double(b.tokens.count) / max(allTok, 1))
         let out = policy.engine.forward(b, temperature: Float(config.float("sampler.temperature")), routing: mode, save: true,
                                         auxLossCoef: chunkAux)
+        if fuse { recordOld(&buffer, chunk, batch: b, out: out) }
         var ob = ObjectiveBatch(seqOffsets: [0], groupIds: [], mask: [], advantages: [], logp: out.logp, logpOld: [], logpRollout: [],
                                 totalSequences: totalSeq, totalTokens: totalTok, maxResponseTokens: Int64(config.int("sampler.max_tokens")))
         var offsets: [Int64] = [0]

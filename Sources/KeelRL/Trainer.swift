@@ -3,6 +3,8 @@
 //   π_old pass (training engine: log π_old, entropy, experts) → N mini-batch updates, each:
 //   forward at θ (routing replay none | R2 | R3) → objective plugin (loss, ∂loss/∂logp) →
 //   backward → AdamW → the updated weights become the sampler's → metrics, eval, checkpoint.
+//   With N = 1 the update's forward is the π_old pass (same weights, same tokens, same bits),
+//   so π_old is recorded from it instead of a separate pass.
 // Everything random is keyed by (seed, step, prompt, sample): a resumed run continues
 // exactly, and the same seed gives the same metrics bit for bit (timing keys aside).
 // Data-parallel over MPI (docs/scaling.md): each rank owns a contiguous share of the B prompt

@@ -88,8 +88,17 @@ final class TrainerTests: XCTestCase {
     let run = try RunDirectory(path: dir, create: false)
     XCTAssertTrue(run.latestCheckpoint!.hasSuffix("step-000005"))
     // …or, configured to skip, the run goes on without applying those updates.
-    let (_, rows, _) = try runTrainer(["objective.name": nan, "train.on_nan": "skip"], steps: 2)
+    let (_, rows, _) = try runTrainer(["objective.name": nan, "train.on_nan": "skip", "train.micro_batch": "4"], steps: 2)
     XCTAssertEqual(rows.last?["updates_applied"] as? Double, 0)
+    // the skip stops the update at its first micro-batch; the step's π_old metrics still cover
+    // every response (the responses the update did not reach get a π_old pass of their own):
+    // equal to a normal run's at step 1 (same weights, same samples)
+    let (_, good, _) = try runTrainer(["train.micro_batch": "4"], steps: 1)
+    let skipped = try XCTUnwrap(rows.first { $0["step"] as? Int == 1 && $0["mismatch_kl"] != nil })
+    let normal = try XCTUnwrap(good.first { $0["step"] as? Int == 1 && $0["mismatch_kl"] != nil })
+    for key in ["mismatch_kl", "mismatch_kl_k3", "entropy", "response_length"] {
+      XCTAssertEqual(skipped[key] as? Double, normal[key] as? Double, key)
+    }
   }
 
   func testMismatchKLByPrecision() throws {
