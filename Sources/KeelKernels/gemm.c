@@ -264,12 +264,38 @@ void kk_gemm(float *C, const float *A, const float *B, int64_t M, int64_t N, int
     }
 }
 
+/* out[c·ldo + r] = in[r·ldi + c] for an 8×8 block: eight row loads, the classic unpack /
+ * shuffle / permute transpose, eight row stores */
+KK_INLINE void kk_transpose8x8(float *out, int64_t ldo, const float *in, int64_t ldi) {
+    __m256 r0 = _mm256_loadu_ps(in), r1 = _mm256_loadu_ps(in + ldi), r2 = _mm256_loadu_ps(in + 2 * ldi),
+           r3 = _mm256_loadu_ps(in + 3 * ldi), r4 = _mm256_loadu_ps(in + 4 * ldi), r5 = _mm256_loadu_ps(in + 5 * ldi),
+           r6 = _mm256_loadu_ps(in + 6 * ldi), r7 = _mm256_loadu_ps(in + 7 * ldi);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+           t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+           t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE), u2 = _mm256_shuffle_ps(t1, t3, 0x44),
+           u3 = _mm256_shuffle_ps(t1, t3, 0xEE), u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+           u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(out, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(out + ldo, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(out + 2 * ldo, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(out + 3 * ldo, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(out + 4 * ldo, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(out + 5 * ldo, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(out + 6 * ldo, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(out + 7 * ldo, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
 void kk_transpose(float *out, const float *in, int64_t R, int64_t C) {
-    // out is (C,R), in is (R,C); 32×32 blocks keep both sides in cache
+    // out is (C,R), in is (R,C); 32×32 blocks keep both sides in cache; whole 8×8 tiles by
+    // kk_transpose8x8, the edges element by element
     for (int64_t r0 = 0; r0 < R; r0 += 32)
         for (int64_t c0 = 0; c0 < C; c0 += 32) {
             int64_t r1 = r0 + 32 < R ? r0 + 32 : R, c1 = c0 + 32 < C ? c0 + 32 : C;
+            int64_t r8 = r0 + (r1 - r0) / 8 * 8, c8 = c0 + (c1 - c0) / 8 * 8;
+            for (int64_t r = r0; r < r8; r += 8)
+                for (int64_t c = c0; c < c8; c += 8) kk_transpose8x8(out + c * R + r, R, in + r * C + c, C);
             for (int64_t r = r0; r < r1; r++)
-                for (int64_t c = c0; c < c1; c++) out[c * R + r] = in[r * C + c];
+                for (int64_t c = (r < r8 ? c8 : c0); c < c1; c++) out[c * R + r] = in[r * C + c];
         }
 }

@@ -250,13 +250,19 @@ final class GemmTests: XCTestCase {
         assertBitsEqual(threaded, once, "two threads")
     }
 
+    /// whole 8×8 tiles and every kind of edge (rows, columns, both), bit patterns compared
     func testTranspose() {
         var rng = TestRNG(seed: 11)
-        let R = 45, C = 70
-        let x = rng.vector(R * C)
-        var y = [Float](repeating: 0, count: R * C)
-        kk_transpose(&y, x, Int64(R), Int64(C))
-        for r in 0..<R { for c in 0..<C where y[c * R + r] != x[r * C + c] { XCTFail("transpose at \(r),\(c)"); return } }
+        for (R, C) in [(45, 70), (64, 128), (128, 64), (7, 9), (1, 33), (40, 8), (33, 1)] {
+            let x = rng.vector(R * C)
+            var y = [Float](repeating: .nan, count: R * C)
+            kk_transpose(&y, x, Int64(R), Int64(C))
+            for r in 0..<R {
+                for c in 0..<C where y[c * R + r].bitPattern != x[r * C + c].bitPattern {
+                    XCTFail("transpose \(R)×\(C) at \(r),\(c)"); return
+                }
+            }
+        }
     }
 }
 
