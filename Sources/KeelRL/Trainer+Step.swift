@@ -70,7 +70,7 @@ extension Trainer {
     // composition, and R2's replay of the experts π_old chose is those same experts): the
     // update records π_old from its own forward instead of a separate pass.
     let replay = config.string("train.routing_replay")
-    let fused = config.int("train.minibatches") == 1
+    let fused = foldOldPassIntoUpdate && config.int("train.minibatches") == 1
     if !fused {
       let (_, tOld) = try timed { try oldPass(&buffer, Array(buffer.responses.indices), replay: replay) }
       m["time_old_pass"] = tOld

@@ -26,6 +26,9 @@ public struct TrainerError: Error, CustomStringConvertible {
 }
 
 public final class Trainer {
+  /// With N = 1, record π_old from the update's own forward (see globalStep). Off: a separate
+  /// π_old pass, as for N > 1 — the same bits, slower; tests compare the two.
+  public var foldOldPassIntoUpdate = true
   public let config: ResolvedConfig
   public let run: RunDirectory
   public let comm: Communicator

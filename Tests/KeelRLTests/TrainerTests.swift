@@ -18,7 +18,8 @@ final class TrainerTests: XCTestCase {
     setenv("KEEL_PLUGIN_PATH", TestSupport.binDir, 1)
   }
 
-  func runTrainer(_ overrides: [String: String], steps: Int, dir: String? = nil, resume: Bool = false) throws -> (RunDirectory, [[String: Any]], Summary) {
+  func runTrainer(_ overrides: [String: String], steps: Int, dir: String? = nil, resume: Bool = false,
+                  foldOldPass: Bool = true) throws -> (RunDirectory, [[String: Any]], Summary) {
     let path = dir ?? TestSupport.tempDir("keel-run")
     var o = ["preset": "test"]
     for (k, v) in overrides { o[k] = v }
@@ -27,6 +28,7 @@ final class TrainerTests: XCTestCase {
     let run = try RunDirectory(path: path, create: true)
     try run.writeConfig(config)
     let trainer = try Trainer(config: config, run: run, quiet: true, log: { _ in })
+    trainer.foldOldPassIntoUpdate = foldOldPass
     try trainer.prepare(resumeFrom: resume ? run.latestCheckpoint : nil)
     let summary = try trainer.train(steps: steps)
     return (run, try metrics(path), summary)
@@ -67,6 +69,22 @@ final class TrainerTests: XCTestCase {
     let (_, resumed, _) = try runTrainer([:], steps: 10, dir: dir, resume: true)
     XCTAssertEqual(resumed.count, straight.count)
     XCTAssertEqual(stripTiming(resumed), stripTiming(straight))
+  }
+
+  /// N = 1: recording π_old from the update's forward gives the metrics of a separate π_old
+  /// pass bit for bit (the tiny MoE policy, several micro-batches, each routing-replay mode, with a
+  /// reference policy), and the diagnostics too.
+  func testOldPassFoldedIntoTheUpdateGivesTheSameBits() throws {
+    for replay in ["none", "R2", "R3"] {
+      let o = ["train.routing_replay": replay, "train.micro_batch": "5", "train.kl_ref": "true",
+               "diagnostics.enabled": "true"]
+      let (runA, folded, _) = try runTrainer(o, steps: 3)
+      let (runB, separate, _) = try runTrainer(o, steps: 3, foldOldPass: false)
+      XCTAssertEqual(stripTiming(folded), stripTiming(separate), replay)
+      XCTAssertEqual(try String(contentsOfFile: runA.path + "/diagnostics.jsonl", encoding: .utf8),
+                     try String(contentsOfFile: runB.path + "/diagnostics.jsonl", encoding: .utf8), replay)
+      XCTAssertTrue(separate.contains { ($0["time_old_pass"] as? Double ?? 0) > 0 }, "the separate pass ran")
+    }
   }
 
   func testSameSeedSameMetricsAndAnotherSeedDiffers() throws {
