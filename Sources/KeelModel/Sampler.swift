@@ -329,32 +329,30 @@ public final class Sampler: @unchecked Sendable {
         cache.store(layer: l, at: (b * maxLen + pos) * kvStride, k: kn.p + i * kvStride, v: v.p + i * kvStride, count: kvStride)
       }
       engine.parallelRanges(M, grain: 8) { lo, hi in
-        if cache.format == .fp32 {
-          let ck = cache.k[l], cv = cache.v[l]
-          for i in lo..<hi {
-            let (b, pos) = rows[i], base = (b * maxLen) * kvStride
-            kk_attention_row_forward(att.p + i * H * D, nil, qn.p + i * H * D, ck.p + base, cv.p + base,
-                                     Int64(kvStride), Int64(pos + 1), Int32(H), Int32(KV), Int32(D), scale)
-          }
-          return
-        }
-        // 16-bit cache: widen the sequence's rows into float scratch (maxLen · KV·D floats for K
-        // and for V: 32 KB each at the bench shapes, so it stays in L1/L2) and run the same row
-        // kernel on it — same values, same bits. A decode step widens a row's whole prefix (the
-        // bytes the float cache would have read anyway, read at half the size); within one
-        // range, rows of one sequence come in increasing position order (prefill), so each
-        // widens only the positions not yet widened.
-        let kw = FloatBuffer(uninitialized: maxLen * kvStride), vw = FloatBuffer(uninitialized: maxLen * kvStride)
+        // A float cache is read in place. A 16-bit cache is widened into float scratch
+        // (maxLen · KV·D floats for K and for V: 32 KB each at the bench shapes, so it stays in
+        // L1/L2) and the same row kernel runs on it — same values, same bits. A decode step
+        // widens a row's whole prefix (the bytes the float cache would have read anyway, read
+        // at half the size); within one range, rows of one sequence come in increasing position
+        // order (prefill), so each widens only the positions not yet widened.
+        let scratch = cache.format == .fp32 ? nil
+          : (k: FloatBuffer(uninitialized: maxLen * kvStride), v: FloatBuffer(uninitialized: maxLen * kvStride))
         var widenedSequence = -1, widened = 0
         for i in lo..<hi {
           let (b, pos) = rows[i], base = (b * maxLen) * kvStride
-          if b != widenedSequence { widenedSequence = b; widened = 0 }
-          if widened < pos + 1 {
-            cache.load(layer: l, at: base + widened * kvStride, count: (pos + 1 - widened) * kvStride,
-                       k: kw.p + widened * kvStride, v: vw.p + widened * kvStride)
-            widened = pos + 1
+          let keys: UnsafePointer<Float>, values: UnsafePointer<Float>
+          if let scratch {
+            if b != widenedSequence { widenedSequence = b; widened = 0 }
+            if widened < pos + 1 {
+              cache.load(layer: l, at: base + widened * kvStride, count: (pos + 1 - widened) * kvStride,
+                         k: scratch.k.p + widened * kvStride, v: scratch.v.p + widened * kvStride)
+              widened = pos + 1
+            }
+            (keys, values) = (UnsafePointer(scratch.k.p), UnsafePointer(scratch.v.p))
+          } else {
+            (keys, values) = (UnsafePointer(cache.k[l].p + base), UnsafePointer(cache.v[l].p + base))
           }
-          kk_attention_row_forward(att.p + i * H * D, nil, qn.p + i * H * D, kw.p, vw.p,
+          kk_attention_row_forward(att.p + i * H * D, nil, qn.p + i * H * D, keys, values,
                                    Int64(kvStride), Int64(pos + 1), Int32(H), Int32(KV), Int32(D), scale)
         }
       }
@@ -420,7 +418,6 @@ public final class Sampler: @unchecked Sendable {
     return experts.array
   }
 
-  /// Entropy of softmax(logits · invT) (float64 accumulation over the row).
   /// Append each row's experts ([row * k + slot] per MoE layer) to its sequence's routing record.
   func record(_ experts: [[Int32]], rows sequences: [Int], into results: inout [SampleResult]) {
     let k = config.isMoE ? config.numExpertsPerTok : 0

@@ -102,10 +102,16 @@ public enum ColdStart {
     return cacheRoot + "/coldstart-" + String(h, radix: 16)
   }
 
+  /// The cached checkpoint for these settings, if it has been made.
+  public static func lookup(_ s: ColdStartSettings) -> String? {
+    let dir = cacheDirectory(s)
+    return FileManager.default.fileExists(atPath: dir + "/model.safetensors") ? dir : nil
+  }
+
   /// The cached checkpoint for these settings, made (and cached) if missing.
   public static func cached(_ s: ColdStartSettings, log: (String) -> Void) throws -> (directory: String, made: ColdStartReport?) {
+    if let dir = lookup(s) { return (dir, nil) }
     let dir = cacheDirectory(s)
-    if FileManager.default.fileExists(atPath: dir + "/model.safetensors") { return (dir, nil) }
     log("making the cold-start checkpoint (cached in \(dir))")
     let (store, report) = try train(s, log: log)
     let tmp = dir + ".tmp-\(getpid())"

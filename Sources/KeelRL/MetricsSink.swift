@@ -31,8 +31,7 @@ public final class JSONLWriter {
   public func write(_ m: Metrics, step: Int) {
     var obj: [String: Any] = m
     obj["step"] = step
-    guard let data = try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) else { return }
-    handle.write(data + Data("\n".utf8))
+    writeRaw(obj)
   }
   /// Any JSON object (it must hold a "step" for resume truncation to keep it).
   public func writeRaw(_ obj: [String: Any]) {

@@ -279,11 +279,13 @@ extension Trainer {
         policy.engine.backward(out.saved!, dlogp: result.gradLogp, auxLossCoef: chunkAux)
       }
       if monitor {
-        let t = DispatchTime.now().uptimeNanoseconds
-        let records = try comm.allgatherv(monitored.flatMap { Diagnostics.record($0).packed },
-                                          what: "allgather of diagnostics records")
-        diagnostics.append(Diagnostics.summarize(Diagnostics.Record.unpack(records), threshold: config.float("diagnostics.threshold")))
-        monitorSeconds += Double(DispatchTime.now().uptimeNanoseconds - t) * 1e-9
+        let (d, dt) = try timed {
+          let records = try comm.allgatherv(monitored.flatMap { Diagnostics.record($0).packed },
+                                            what: "allgather of diagnostics records")
+          return Diagnostics.summarize(Diagnostics.Record.unpack(records), threshold: config.float("diagnostics.threshold"))
+        }
+        diagnostics.append(d)
+        monitorSeconds += dt
       }
       // sum the gradients and this update's totals over ranks; a skip on any rank skips on all
       var totals = [loss.isNaN ? 1 : 0, loss.isNaN ? 0 : loss, tokensSeen] + metricSums

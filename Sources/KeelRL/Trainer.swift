@@ -171,21 +171,19 @@ public final class Trainer {
         throw TrainerError(message: "coldstart.checkpoint auto needs a procedural task; for a JSONL dataset give a checkpoint directory or none")
       }
       let teacherName = config.string("coldstart.teacher")
-      let s = ColdStartSettings(task: gen, taskSeed: seed, model: modelConfig, teacher: Teacher.named(teacherName)!,
+      var s = ColdStartSettings(task: gen, taskSeed: seed, model: modelConfig, teacher: Teacher.named(teacherName)!,
                                 teacherName: teacherName, targetAccuracy: config.float("coldstart.target_accuracy"),
                                 maxSteps: config.int("coldstart.max_steps"), lr: Float(config.float("coldstart.lr")),
                                 batch: config.int("coldstart.batch"), seed: seed, threads: config.int("train.threads"),
                                 maxTokens: config.int("sampler.max_tokens"))
-      var settings = s
-      settings.checkEvery = config.int("coldstart.check_every")
+      s.checkEvery = config.int("coldstart.check_every")
       if !make {
-        let dir = ColdStart.cacheDirectory(settings)
-        guard FileManager.default.fileExists(atPath: dir + "/model.safetensors") else {
-          throw TrainerError(message: "rank \(comm.rank) on host \(comm.host) cannot see the cold start rank 0 made (\(dir)): put KEEL_CACHE on a shared filesystem (mpirun -x KEEL_CACHE=…) or give coldstart.checkpoint a shared directory")
+        guard let dir = ColdStart.lookup(s) else {
+          throw TrainerError(message: "rank \(comm.rank) on host \(comm.host) cannot see the cold start rank 0 made (\(ColdStart.cacheDirectory(s))): put KEEL_CACHE on a shared filesystem (mpirun -x KEEL_CACHE=…) or give coldstart.checkpoint a shared directory")
         }
         return dir
       }
-      let (dir, made) = try ColdStart.cached(settings, log: quiet ? { _ in } : log)
+      let (dir, made) = try ColdStart.cached(s, log: quiet ? { _ in } : log)
       if let made { log(String(format: "cold start: %d steps, validation greedy accuracy %.3f, %.1f s", made.steps, made.validationAccuracy, made.seconds)) }
       return dir
     default:
