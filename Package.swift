@@ -81,6 +81,7 @@ let package = Package(
     .testTarget(name: "KeelPluginHostTests", dependencies: ["KeelPluginHost", "KeelABI", "KeelTestSupport"],
                 path: "Tests/KeelPluginHostTests"),
     .testTarget(name: "KeelKernelsTests", dependencies: ["KeelKernels"], path: "Tests/KeelKernelsTests"),
+    .testTarget(name: "KeelTasksTests", dependencies: ["KeelTasks", "KeelRandom"], path: "Tests/KeelTasksTests"),
     .testTarget(name: "KeelModelTests", dependencies: ["KeelModel", "KeelKernels", "KeelRandom"], path: "Tests/KeelModelTests"),
     .testTarget(name: "KeelRLTests", dependencies: ["KeelRL", "KeelModel", "KeelPluginHost", "KeelTestSupport"], path: "Tests/KeelRLTests"),
     .testTarget(name: "KeelCLITests", dependencies: ["KeelPluginHost", "KeelRL", "KeelModel", "KeelTasks", "KeelTestSupport"],

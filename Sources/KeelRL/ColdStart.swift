@@ -1,7 +1,8 @@
 // ColdStart.swift — `keel sft`: supervised training from scratch on a teacher's
 // demonstrations (cross-entropy on the response tokens), stopped as soon as greedy accuracy
-// on a validation set drawn from the TRAIN split reaches the target (the held-out eval set is
-// never seen), so the checkpoint solves a fair fraction of the task but far from all.
+// on the VALIDATION split reaches the target (neither the held-out test split nor the train
+// split's RL stream is used: demonstrations come from the train split's own cold-start
+// stream), so the checkpoint solves a fair fraction of the task but far from all.
 // The default cold start is cached under ~/.cache/keel (or $KEEL_CACHE), keyed by everything
 // that determines it, and made on first use.
 import Foundation
@@ -23,6 +24,8 @@ public struct ColdStartSettings: Sendable {
   public var maxTokens: Int
   /// Steps between validation checks (the target is tested only there).
   public var checkEvery = 20
+  /// The reward plugin that grades validation (Grader.swift).
+  public var grader = "exact-match"
 
   public init(task: any TaskGenerator, taskSeed: UInt64, model: ModelConfig, teacher: Teacher, teacherName: String,
               targetAccuracy: Double, maxSteps: Int, lr: Float, batch: Int, seed: UInt64, threads: Int, maxTokens: Int) {
@@ -31,12 +34,14 @@ public struct ColdStartSettings: Sendable {
     self.threads = threads; self.maxTokens = maxTokens
   }
 
-  /// Everything that determines the result, for the cache key.
+  /// Everything that determines the result, for the cache key: the task with every setting
+  /// (digits, terms…), the split scheme (v2: the mixed 3-way split and keyed problem streams),
+  /// the model, the teacher, the stop rule and its grader, the optimisation settings, the seeds.
   public var fingerprint: String {
     let enc = JSONEncoder()
     enc.outputFormatting = .sortedKeys
     let model = (try? enc.encode(self.model)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-    return "v1|\(checkEvery == 20 ? "" : "check\(checkEvery)|")\(task.name)|\(taskSeed)|\(model)|\(teacherName)|\(targetAccuracy)|\(maxSteps)|\(lr)|\(batch)|\(seed)|\(maxTokens)"
+    return "v2|\(task.fingerprint)|marker=\(task.answerMarker)|\(taskSeed)|\(model)|\(teacherName)|target=\(targetAccuracy)|check=\(checkEvery)|grader=\(grader)|\(maxSteps)|\(lr)|\(batch)|\(seed)|\(maxTokens)"
   }
 }
 
@@ -54,8 +59,9 @@ public enum ColdStart {
     let split = TaskSplit(generator: s.task, seed: s.taskSeed)
     let store = ParameterStore(config: s.model, seed: s.seed)
     let policy = Policy(store: store, precision: .fp32, threads: s.threads)
-    // validation: train-split problems far from the ones trained on
-    let validation = (0..<200).map { split.problem(.train, index: 10_000_000 + $0) }
+    let grader = try Grader(reward: s.grader, marker: s.task.answerMarker)
+    // validation: up to 200 distinct problems of the validation split (never trained on, never the test set)
+    let validation = split.distinctSet(.validation, count: 200, stream: .coldStart)
     var lastLoss = 0.0, acc = 0.0, step = 0
     let checkEvery = max(1, s.checkEvery)
     while step < s.maxSteps {
@@ -65,7 +71,7 @@ public enum ColdStart {
       var seqs: [[Int32]] = [], from: [Int] = []
       for i in 0..<s.batch {
         let index = step * s.batch + i
-        let p = split.problem(.train, index: index)
+        let p = split.problem(.train, index: index, stream: .coldStart)
         let prompt = try tok.encodePrompt(p.prompt)
         let response = try tok.encode(s.teacher.demonstrate(p, index: index)) + [CharTokenizer.eos]
         seqs.append(prompt + response)
@@ -81,8 +87,8 @@ public enum ColdStart {
       step += 1
       if step % checkEvery == 0 || step == s.maxSteps {
         policy.sampler.refresh()
-        acc = try Evaluator.run(policy, problems: validation, tokenizer: tok, samples: 1, temperature: 0,
-                                maxTokens: s.maxTokens, marker: s.task.answerMarker, seed: s.seed).greedyAccuracy
+        acc = try Evaluator.run(policy, problems: validation, tokenizer: tok, grader: grader, samples: 1, temperature: 0,
+                                maxTokens: s.maxTokens, seed: s.seed).greedyAccuracy
         log(String(format: "sft step %d: loss %.3f, validation greedy accuracy %.3f", step, lastLoss, acc))
         if acc >= s.targetAccuracy { break }
       }

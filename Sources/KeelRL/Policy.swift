@@ -1,6 +1,6 @@
 // Policy.swift — the model presets a run can start from, the policy bundle (weights, training
 // engine, sampler, optimizer) and evaluation on held-out problems (mean accuracy over K
-// samples at the sampling temperature, and greedy accuracy).
+// samples at the sampling temperature, and greedy accuracy), graded by the Grader.
 import Foundation
 import KeelDistributed
 import KeelModel
@@ -50,39 +50,26 @@ public struct EvalResult: Sendable, Equatable, Codable {
 }
 
 public enum Evaluator {
-  /// Score `problems` with exact match of the final answer (after `marker` when given).
+  /// Score `problems` with the grader (the one definition of correct: Grader.swift).
   /// Over several ranks each scores its share of the problems (sampling is keyed by the
   /// problem's index, so the result does not depend on the number of ranks).
-  public static func run(_ policy: Policy, problems: [Problem], tokenizer: CharTokenizer, samples: Int,
-                         temperature: Float, maxTokens: Int, marker: String, seed: UInt64,
+  public static func run(_ policy: Policy, problems: [Problem], tokenizer: CharTokenizer, grader: Grader, samples: Int,
+                         temperature: Float, maxTokens: Int, seed: UInt64,
                          comm: Communicator = .single) throws -> EvalResult {
     let share = comm.share(of: problems.count)
     let prompts = try problems[share].map { try tokenizer.encodePrompt($0.prompt) }
-    func correct(_ k: Int, _ t: Float) -> Double {
+    func correct(_ k: Int, _ t: Float) throws -> Double {
       var reqs: [SampleRequest] = []
       for (j, p) in prompts.enumerated() {
         for s in 0..<k { reqs.append(SampleRequest(prompt: p, promptIndex: share.lowerBound + j, sampleIndex: s)) }
       }
       let out = policy.sampler.generate(reqs, params: SamplingParams(temperature: t, maxTokens: maxTokens, stopTokens: [CharTokenizer.eos]),
                                         seed: seed ^ 0xE7A1, step: 0)
-      var correct = 0
-      for (r, o) in zip(reqs, out) where answerMatches(tokenizer.decode(o.tokens), problems[r.promptIndex].answer, marker: marker) {
-        correct += 1
-      }
-      return Double(correct)
+      let ok = try grader.correct(out.map { tokenizer.decode($0.tokens) }, reqs.map { problems[$0.promptIndex] })
+      return Double(ok.filter { $0 }.count)
     }
-    let counts = try comm.allreduceSum([correct(samples, temperature), correct(1, 0)], what: "allreduce of evaluation counts")
+    let counts = try comm.allreduceSum([try correct(samples, temperature), try correct(1, 0)], what: "allreduce of evaluation counts")
     return EvalResult(accuracy: counts[0] / Double(max(problems.count * samples, 1)),
                       greedyAccuracy: counts[1] / Double(max(problems.count, 1)))
-  }
-
-  /// The final answer of a response (after the last marker) equals the reference.
-  public static func answerMatches(_ response: String, _ reference: String, marker: String) -> Bool {
-    var text = Substring(response)
-    if !marker.isEmpty {
-      guard let r = response.range(of: marker, options: .backwards) else { return false }
-      text = response[r.upperBound...]
-    }
-    return text.trimmingCharacters(in: .whitespaces) == reference
   }
 }

@@ -42,10 +42,11 @@ extension Trainer {
                      task: problems[i / G].task, extraJSON: problems[i / G].extraJSON, truncated: r.truncated)
       }
       let scored = try plugins.score(rewardSamples)
+      let correct = try grader.correct(responses.map(\.text), responses.indices.map { problems[$0 / G] })
       for i in responses.indices {
         responses[i].reward = scored.total[i]
         responses[i].components = scored.components.mapValues { $0[i] }
-        responses[i].correct = Evaluator.answerMatches(responses[i].text, problems[i / G].answer, marker: dataset.answerMarker)
+        responses[i].correct = correct[i]
       }
       // the baseline sees the global batch (rewards and lengths of every rank, in prompt order)
       var local: [Double] = []

@@ -36,6 +36,8 @@ public final class Trainer {
   let quiet: Bool
   let tokenizer = CharTokenizer()
   let dataset: Dataset
+  /// The one definition of correct (Grader.swift): made in prepare().
+  var grader: Grader!
   let modelConfig: ModelConfig
   public private(set) var policy: Policy!
   var reference: TrainingEngine?
@@ -64,16 +66,27 @@ public final class Trainer {
     self.comm = comm
     self.quiet = quiet || !comm.isRoot
     self.log = log
-    let taskName = config.string("task.name")
-    let terms = config.int("task.terms")
-    if taskName.hasSuffix(".jsonl") {
-      dataset = try Dataset(jsonl: taskName, evalCount: config.int("task.eval_size"))
-    } else {
-      let gen = try TaskRegistry.make(taskName, digits: config.int("task.digits"), terms: terms > 0 ? terms : nil)
-      dataset = Dataset(task: gen, seed: UInt64(config.int("seed")), evalCount: config.int("task.eval_size"))
-    }
+    dataset = try Self.dataset(config)
     modelConfig = try ModelPreset.config(config.string("model.preset"), vocab: tokenizer.vocabSize)
     try validate()
+  }
+
+  /// The run's problems: the task (or JSONL file), its split and its answer marker — the
+  /// config's task.marker, else reward.params.marker when set, else the task's own.
+  public static func dataset(_ config: ResolvedConfig) throws -> Dataset {
+    let taskName = config.string("task.name")
+    let terms = config.int("task.terms")
+    let marker = config.optionalString("task.marker") ?? config.pluginParams["reward"]?["marker"]
+    if taskName.hasSuffix(".jsonl") {
+      return try Dataset(jsonl: taskName, evalCount: config.int("task.eval_size"), marker: marker ?? "")
+    }
+    let gen = try TaskRegistry.make(taskName, digits: config.int("task.digits"), terms: terms > 0 ? terms : nil)
+    return Dataset(task: gen, seed: UInt64(config.int("seed")), evalCount: config.int("task.eval_size"), marker: marker)
+  }
+
+  /// The run's grader: eval.reward with the dataset's marker, correct at ≥ eval.threshold.
+  public static func grader(_ config: ResolvedConfig, marker: String) throws -> Grader {
+    try Grader(reward: config.string("eval.reward"), marker: marker, threshold: config.float("eval.threshold"))
   }
 
   func validate() throws {
@@ -98,6 +111,7 @@ public final class Trainer {
   /// Load the plugins, the cold start (or the checkpoint to resume from) and the engines.
   public func prepare(resumeFrom checkpoint: String?) throws {
     plugins = try PluginSet(config: config, discovery: .standard(), answerMarker: dataset.answerMarker, log: log)
+    grader = try Self.grader(config, marker: dataset.answerMarker)
     let precision = SamplerPrecision(rawValue: config.string("sampler.precision"))!
     let threads = config.int("train.threads")
     comm.timeout = config.float("distributed.timeout")
@@ -177,6 +191,7 @@ public final class Trainer {
                                 batch: config.int("coldstart.batch"), seed: seed, threads: config.int("train.threads"),
                                 maxTokens: config.int("sampler.max_tokens"))
       s.checkEvery = config.int("coldstart.check_every")
+      s.grader = config.string("eval.reward")
       if !make {
         guard let dir = ColdStart.lookup(s) else {
           throw TrainerError(message: "rank \(comm.rank) on host \(comm.host) cannot see the cold start rank 0 made (\(ColdStart.cacheDirectory(s))): put KEEL_CACHE on a shared filesystem (mpirun -x KEEL_CACHE=…) or give coldstart.checkpoint a shared directory")
@@ -264,9 +279,9 @@ public final class Trainer {
   }
 
   func evaluate() throws -> EvalResult {
-    try Evaluator.run(policy, problems: dataset.eval, tokenizer: tokenizer, samples: config.int("eval.samples"),
+    try Evaluator.run(policy, problems: dataset.eval, tokenizer: tokenizer, grader: grader, samples: config.int("eval.samples"),
                       temperature: Float(config.float("sampler.temperature")), maxTokens: config.int("sampler.max_tokens"),
-                      marker: dataset.answerMarker, seed: seed, comm: comm)
+                      seed: seed, comm: comm)
   }
 
   func learningRate(_ step: Int) -> Float {

@@ -1,5 +1,7 @@
 // Dataset.swift — where problems come from: a procedural task (train/eval split) or a user's
 // JSONL file, one object per line: {"prompt": …, "answer": …, "task"?: …, any other fields}.
+// Both split by the same well-mixed prompt hash (TaskSplit.split(of:)): a JSONL row hashed to
+// the held-out split is held out (up to evalCount), every other row trains.
 // The other fields are passed to reward plugins as the row's extra JSON; `task` selects the
 // reward for the row. A bad row is an error naming the file, the line and the field.
 import Foundation
@@ -12,16 +14,18 @@ public struct Dataset: Sendable {
   public let answerMarker: String
 
   /// A procedural task: problems on demand for training, a fixed held-out set for eval.
-  public init(task: any TaskGenerator, seed: UInt64, evalCount: Int) {
+  /// `marker`: the final-answer marker when the config sets one (nil: the task's own).
+  public init(task: any TaskGenerator, seed: UInt64, evalCount: Int, marker: String? = nil) {
     name = task.name
     split = TaskSplit(generator: task, seed: seed)
     train = nil
     eval = split!.evalSet(count: evalCount)
-    answerMarker = task.answerMarker
+    answerMarker = marker ?? task.answerMarker
   }
 
-  /// JSONL: the last `evalFraction` of rows (by a hash of the prompt) are held out.
-  public init(jsonl path: String, evalCount: Int) throws {
+  /// JSONL: rows whose prompt hashes to the held-out split are held out (up to `evalCount`).
+  /// `marker`: the final-answer marker that evaluation (and the reward, unless it sets its own) uses.
+  public init(jsonl path: String, evalCount: Int, marker: String = "") throws {
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
       throw TaskError.invalid("dataset \(path): cannot read the file")
     }
@@ -48,13 +52,13 @@ public struct Dataset: Sendable {
     self.train = train
     self.eval = eval
     self.split = nil
-    answerMarker = ""
+    answerMarker = marker
   }
 
   /// The training problem at a global index (cycling through a JSONL file).
   public func trainProblem(_ index: Int) -> Problem {
     if let train { return train[index % train.count] }
-    return split!.problem(.train, index: index)
+    return split!.problem(.train, index: index, stream: .rl)
   }
 }
 

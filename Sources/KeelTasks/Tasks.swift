@@ -7,6 +7,8 @@
 //   countdown   "reach 24 with 3,8,1=" → an expression of the given numbers that equals it (search)
 //   scratchpad  multi-step addition written out: "17+25+38=" → "17+25=42;42+38=80#80"
 //               (tens of tokens: the long-response task the paper's experiments need)
+// The split (train 13/16, validation 1/16, held-out 2/16) hashes the prompt with a well-mixed
+// 64-bit hash; Tests/KeelTasksTests checks that train and held-out answer distributions match.
 import Foundation
 import KeelRandom
 
@@ -23,7 +25,9 @@ public struct Problem: Sendable, Equatable {
   }
 }
 
-public enum Split: UInt64, Sendable { case train = 0, eval = 1 }
+/// train: RL and the cold start's demonstrations; validation: the cold start's early stop (what
+/// chooses a checkpoint); eval: the held-out test set every reported accuracy is measured on.
+public enum Split: UInt64, Sendable { case train = 0, eval = 1, validation = 2 }
 
 public protocol TaskGenerator: Sendable {
   var name: String { get }
@@ -31,6 +35,8 @@ public protocol TaskGenerator: Sendable {
   func problem(_ rng: inout SplitMix64) -> Problem
   /// The marker that precedes the final answer in a response ("" if the whole response is the answer).
   var answerMarker: String { get }
+  /// Every setting that changes the problems, e.g. "scratchpad(digits=1,terms=4)" (cache keys).
+  var fingerprint: String { get }
 }
 
 func number(digits: Int, _ rng: inout SplitMix64) -> Int {
@@ -41,6 +47,7 @@ public struct AdditionTask: TaskGenerator {
   public var digits = 2
   public init(digits: Int = 2) { self.digits = digits }
   public var name: String { "addition" }
+  public var fingerprint: String { "addition(digits=\(digits))" }
   public var answerMarker: String { "" }
   public func problem(_ rng: inout SplitMix64) -> Problem {
     let a = number(digits: digits, &rng), b = number(digits: digits, &rng)
@@ -57,6 +64,7 @@ public struct ArithmeticTask: TaskGenerator {
     self.operators = operators
   }
   public var name: String { "arithmetic" }
+  public var fingerprint: String { "arithmetic(digits=\(digits),terms=\(terms),operators=\(String(operators)))" }
   public var answerMarker: String { "" }
   public func problem(_ rng: inout SplitMix64) -> Problem {
     var value = number(digits: digits, &rng)
@@ -79,6 +87,7 @@ public struct SortingTask: TaskGenerator {
   public var count = 4, maxValue = 9
   public init(count: Int = 4, maxValue: Int = 9) { self.count = count; self.maxValue = maxValue }
   public var name: String { "sorting" }
+  public var fingerprint: String { "sorting(count=\(count),max=\(maxValue))" }
   public var answerMarker: String { "" }
   public func problem(_ rng: inout SplitMix64) -> Problem {
     let xs = (0..<count).map { _ in rng.int(0...maxValue) }
@@ -93,6 +102,7 @@ public struct CountdownTask: TaskGenerator {
   public var numbers = 3
   public init(numbers: Int = 3) { self.numbers = numbers }
   public var name: String { "countdown" }
+  public var fingerprint: String { "countdown(numbers=\(numbers))" }
   public var answerMarker: String { "" }
   public func problem(_ rng: inout SplitMix64) -> Problem {
     let xs = (0..<numbers).map { _ in rng.int(1...9) }
@@ -115,6 +125,7 @@ public struct ScratchpadTask: TaskGenerator {
   public var digits = 2, terms = 4
   public init(digits: Int = 2, terms: Int = 4) { self.digits = digits; self.terms = terms }
   public var name: String { "scratchpad" }
+  public var fingerprint: String { "scratchpad(digits=\(digits),terms=\(terms))" }
   public var answerMarker: String { "#" }
   public func problem(_ rng: inout SplitMix64) -> Problem {
     let xs = (0..<terms).map { _ in number(digits: digits, &rng) }
@@ -130,39 +141,63 @@ public struct ScratchpadTask: TaskGenerator {
   }
 }
 
-/// Train / held-out problems of one task, disjoint: a problem belongs to the split its prompt hashes to.
+/// Train / validation / held-out problems of one task, disjoint: a problem belongs to the split
+/// its prompt hashes to (`TaskSplit.split(of:)`), whatever the seed. Problems are drawn from
+/// separate keyed streams (`ProblemStream`), so the cold start's demonstrations, RL's batches
+/// and the evaluation sets never line up index for index.
 public struct TaskSplit: Sendable {
   public let generator: any TaskGenerator
   public let seed: UInt64
   public init(generator: any TaskGenerator, seed: UInt64) { self.generator = generator; self.seed = seed }
 
-  static func fnv(_ s: String) -> UInt64 {
+  /// 64-bit FNV-1a of the prompt's bytes. Its low bits are NOT well mixed (the prime is ≡ 3 mod 8,
+  /// so `fnv % 8` depends only on each byte's low three bits): use `splitHash`.
+  public static func fnv(_ s: String) -> UInt64 {
     var h: UInt64 = 0xCBF2_9CE4_8422_2325
     for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
     return h
   }
-  /// 1 in 8 prompts is held out.
-  public static func split(of prompt: String) -> Split { fnv(prompt) % 8 == 0 ? .eval : .train }
+  /// The split hash: SplitMix64's finaliser over FNV-1a, so every output bit depends on every
+  /// input bit (a one-character change re-draws the split).
+  public static func splitHash(_ prompt: String) -> UInt64 { splitMix64Finalize(fnv(prompt) ^ 0x6B65_656C_7370_6C74) }
 
-  /// The i-th problem of a split (deterministic in seed and i).
-  public func problem(_ split: Split, index: Int) -> Problem {
-    var rng = SplitMix64(seed: seed &+ UInt64(index) &* 0x9E37_79B9 &+ split.rawValue << 60)
+  /// Held-out test: 2 in 16 prompts; validation (the cold start's early stop): 1 in 16; train: 13 in 16.
+  public static let fractions: [(Split, Double)] = [(.train, 13.0 / 16), (.eval, 2.0 / 16), (.validation, 1.0 / 16)]
+
+  public static func split(of prompt: String) -> Split {
+    switch splitHash(prompt) >> 60 {
+    case 0, 1: return .eval
+    case 2: return .validation
+    default: return .train
+    }
+  }
+
+  /// The i-th problem of a split in a stream (deterministic in seed, split, stream and i).
+  public func problem(_ split: Split, index: Int, stream: ProblemStream = .rl) -> Problem {
+    var rng = SplitMix64(seed: hashKey(seed, split.rawValue, stream.rawValue, UInt64(bitPattern: Int64(index))))
     while true {
       let p = generator.problem(&rng)
       if Self.split(of: p.prompt) == split { return p }
     }
   }
 
-  /// `count` distinct held-out problems (a fixed set for evaluation).
-  public func evalSet(count: Int) -> [Problem] {
+  /// Up to `count` distinct problems of a split (fewer when the split holds fewer prompts):
+  /// the fixed held-out set, or the cold start's validation set.
+  public func distinctSet(_ split: Split, count: Int, stream: ProblemStream) -> [Problem] {
     var seen = Set<String>()
     var out: [Problem] = []
     var i = 0
-    while out.count < count && i < count * 200 {
-      let p = problem(.eval, index: i)
+    while out.count < count && i < count * 50 {
+      let p = problem(split, index: i, stream: stream)
       if seen.insert(p.prompt).inserted { out.append(p) }
       i += 1
     }
     return out
   }
+
+  /// `count` distinct held-out problems (a fixed set for evaluation).
+  public func evalSet(count: Int) -> [Problem] { distinctSet(.eval, count: count, stream: .evaluation) }
 }
+
+/// Which consumer draws the problems: each has its own keyed stream.
+public enum ProblemStream: UInt64, Sendable { case rl = 0, coldStart = 1, evaluation = 2 }

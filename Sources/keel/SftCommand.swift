@@ -13,7 +13,7 @@ struct SftCommand: ParsableCommand {
   @Option(help: "Operands / list length (0: the task's default).") var terms: Int = 0
   @Option(help: "careful | sloppy | terse | forgetful") var teacher: String = "careful"
   @Option(help: "Model preset: moe | dense | tiny.") var model: String = "moe"
-  @Option(help: "Stop at this greedy accuracy on a train-split validation set.") var target: Double = 0.25
+  @Option(help: "Stop at this greedy accuracy on the validation split.") var target: Double = 0.25
   @Option(help: "Step limit.") var maxSteps: Int = 900
   @Option(help: "Learning rate.") var lr: Double = 3e-3
   @Option(help: "Steps between validation checks.") var checkEvery: Int = 10
@@ -38,36 +38,85 @@ struct SftCommand: ParsableCommand {
 }
 
 struct EvalCommand: ParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "eval", abstract: "Score a checkpoint on the held-out set.")
-  @Option(help: "Checkpoint directory (a run's checkpoints/step-N, or a keel sft output).") var checkpoint: String
-  @Option(help: "Task.") var task: String = "addition"
-  @Option(help: "Digits per operand.") var digits: Int = 2
-  @Option(help: "Operands (0: default).") var terms: Int = 0
-  @Option(help: "Held-out problems.") var evalSize: Int = 500
-  @Option(help: "Samples per problem.") var samples: Int = 4
-  @Option(help: "Sampling temperature.") var temperature: Double = 1
-  @Option(help: "Sampler precision: fp32 | bf16 | fp16 | fp8 | exact.") var precision: String = "fp32"
-  @Option(help: "Longest response in tokens.") var maxTokens: Int = 8
-  @Option(help: "Seed (the task's split and the sampling).") var seed: Int = 1
+  static let configuration = CommandConfiguration(
+    commandName: "eval", abstract: "Score a checkpoint on the held-out set.",
+    discussion: """
+    A run's checkpoint (RUN/checkpoints/step-N, or RUN itself for its latest checkpoint) is scored \
+    with the run's own config.yaml: task, seed, held-out size, samples, temperature, sampler \
+    precision, max tokens, marker and grader, so the result equals the run's own evaluation at \
+    that step. Flags override single settings; a checkpoint without a run (keel sft's output) \
+    uses the flags and the built-in defaults.
+    """)
+  @Option(help: "Checkpoint directory (a run's checkpoints/step-N, a run directory, or a keel sft output).") var checkpoint: String
+  @Option(help: "Task (default: the run's, else addition).") var task: String?
+  @Option(help: "Digits per operand.") var digits: Int?
+  @Option(help: "Operands (0: default).") var terms: Int?
+  @Option(help: "Held-out problems.") var evalSize: Int?
+  @Option(help: "Samples per problem.") var samples: Int?
+  @Option(help: "Sampling temperature.") var temperature: Double?
+  @Option(help: "Sampler precision: fp32 | bf16 | fp16 | fp8 | exact (default: the run's, else fp32).") var precision: String?
+  @Option(help: "Longest response in tokens.") var maxTokens: Int?
+  @Option(help: "Seed (the held-out set and the sampling).") var seed: Int?
+  @Option(help: "Final-answer marker (default: the run's, else the task's own).") var marker: String?
+  @Option(help: "Threads.") var threads: Int = 2
   @Option(help: "Print this many held-out problems with the greedy response.") var show: Int = 0
 
+  /// The run directory a checkpoint belongs to (RUN/checkpoints/step-N → RUN), if it has a config.yaml.
+  static func runDirectory(of checkpoint: String) -> String? {
+    let fm = FileManager.default
+    let url = URL(fileURLWithPath: checkpoint).standardizedFileURL
+    for candidate in [url, url.deletingLastPathComponent().deletingLastPathComponent()] where fm.fileExists(atPath: candidate.path + "/config.yaml") {
+      return candidate.path
+    }
+    return nil
+  }
+
   func run() throws {
-    guard let p = SamplerPrecision(rawValue: precision) else { throw ValidationError("--precision must be one of fp32, bf16, fp16, fp8, exact") }
-    let gen = try TaskRegistry.make(task, digits: digits, terms: terms > 0 ? terms : nil)
-    let data = Dataset(task: gen, seed: UInt64(seed), evalCount: evalSize)
-    let (store, _) = try Checkpoint.load(directory: checkpoint)
-    let policy = Policy(store: store, precision: p, threads: 2)
-    let r = try Evaluator.run(policy, problems: data.eval, tokenizer: CharTokenizer(), samples: samples, temperature: Float(temperature),
-                              maxTokens: maxTokens, marker: gen.answerMarker, seed: UInt64(seed))
-    print(String(format: "eval_accuracy %.4f (mean over %d samples at T=%.2f), eval_accuracy_greedy %.4f, %d problems", r.accuracy, samples, temperature, r.greedyAccuracy, data.eval.count))
+    var dir = checkpoint
+    var file: [String: String] = [:]
+    if let run = Self.runDirectory(of: checkpoint) {
+      let text = try String(contentsOfFile: run + "/config.yaml", encoding: .utf8)
+      file = try ConfigSchema.flatten(yaml: text, source: run + "/config.yaml")
+      if !FileManager.default.fileExists(atPath: dir + "/model.safetensors") {
+        guard let latest = try RunDirectory(path: run, create: false).latestCheckpoint else {
+          throw ValidationError("\(checkpoint): a run directory without a complete checkpoint")
+        }
+        dir = latest
+      }
+      FileHandle.standardError.write(Data("settings from \(run)/config.yaml\n".utf8))
+    } else {
+      file["sampler.precision"] = "fp32"
+    }
+    var o: [String: String] = [:]
+    if let task { o["task.name"] = task }
+    if let digits { o["task.digits"] = String(digits) }
+    if let terms { o["task.terms"] = String(terms) }
+    if let evalSize { o["task.eval_size"] = String(evalSize) }
+    if let samples { o["eval.samples"] = String(samples) }
+    if let temperature { o["sampler.temperature"] = String(temperature) }
+    if let precision { o["sampler.precision"] = precision }
+    if let maxTokens { o["sampler.max_tokens"] = String(maxTokens) }
+    if let seed { o["seed"] = String(seed) }
+    if let marker { o["task.marker"] = marker }
+    let config = try ConfigSchema.resolve(file: file, overrides: o)
+    let data = try Trainer.dataset(config)
+    let grader = try Trainer.grader(config, marker: data.answerMarker)
+    let p = SamplerPrecision(rawValue: config.string("sampler.precision"))!
+    let (store, _) = try Checkpoint.load(directory: dir)
+    let policy = Policy(store: store, precision: p, threads: threads)
+    let k = config.int("eval.samples"), t = config.float("sampler.temperature"), maxTok = config.int("sampler.max_tokens")
+    let seedValue = UInt64(config.int("seed"))
+    let r = try Evaluator.run(policy, problems: data.eval, tokenizer: CharTokenizer(), grader: grader, samples: k, temperature: Float(t),
+                              maxTokens: maxTok, seed: seedValue)
+    print(String(format: "eval_accuracy %.4f (mean over %d samples at T=%.2f), eval_accuracy_greedy %.4f, %d problems (%@, %@ sampler, %@)",
+                 r.accuracy, k, t, r.greedyAccuracy, data.eval.count, data.name, p.rawValue, dir))
     if show > 0 {
       let tok = CharTokenizer()
       let shown = Array(data.eval.prefix(show))
       let reqs = try shown.enumerated().map { SampleRequest(prompt: try tok.encodePrompt($0.element.prompt), promptIndex: $0.offset, sampleIndex: 0) }
-      let out = policy.sampler.generate(reqs, params: SamplingParams(temperature: 0, maxTokens: maxTokens, stopTokens: [CharTokenizer.eos]), seed: UInt64(seed), step: 0)
-      for (pr, o) in zip(shown, out) {
-        let text = tok.decode(o.tokens)
-        let ok = Evaluator.answerMatches(text, pr.answer, marker: gen.answerMarker)
+      let out = policy.sampler.generate(reqs, params: SamplingParams(temperature: 0, maxTokens: maxTok, stopTokens: [CharTokenizer.eos]), seed: seedValue, step: 0)
+      let texts = out.map { tok.decode($0.tokens) }
+      for ((pr, text), ok) in zip(zip(shown, texts), try grader.correct(texts, shown)) {
         print("\(ok ? "✓" : "✗") \(pr.prompt)\(text)   (answer \(pr.answer))")
       }
     }
