@@ -5,20 +5,21 @@ import Foundation
 import KeelRL
 
 struct CompareOptions: ParsableArguments {
-  @Option(help: "Seeds, comma-separated.") var seeds: String = "1,2"
+  @Option(help: "Seeds, comma-separated (default 1,2,3; `keel experiment --scale full`: 1,2,3,4,5). Arms share seeds: the comparison is paired.") var seeds: String?
   @Option(help: "Runs in parallel (each gets 2/jobs threads).") var jobs: Int = 1
   @Option(help: "Output directory.") var out: String?
   @Option(name: .customLong("set"), help: "Config override applied to every arm (repeatable).") var sets: [String] = []
   @Option(help: "Eval accuracy that `steps to threshold` counts up to.") var threshold: Double = 0.5
 
-  func seedList() throws -> [Int] {
-    let s = seeds.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+  func seedList(default fallback: String = "1,2,3") throws -> [Int] {
+    let s = (seeds ?? fallback).split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
     guard !s.isEmpty else { throw ValidationError("--seeds must be a comma-separated list of integers") }
     return s
   }
 }
 
-func runComparison(base: [String: String], arms: [Arm], options: CompareOptions, defaultOut: String, title: String) throws {
+func runComparison(base: [String: String], arms: [Arm], options: CompareOptions, defaultOut: String, title: String,
+                   defaultSeeds: String = "1,2,3") throws {
   var base = base
   for (k, v) in try ConfigSchema.parseOverrides(options.sets) { base[k] = v }
   base["train.threads"] = base["train.threads"] ?? String(max(1, 2 / max(1, options.jobs)))
@@ -27,7 +28,7 @@ func runComparison(base: [String: String], arms: [Arm], options: CompareOptions,
     do { _ = try ConfigSchema.resolve(file: base, overrides: a.overrides) } catch { throw ValidationError("arm '\(a.name)': \(error)") }
   }
   let out = options.out ?? defaultOut
-  let cmp = Comparison(base: base, arms: arms, seeds: try options.seedList(), output: out, jobs: options.jobs, keel: KeelPaths.executable)
+  let cmp = Comparison(base: base, arms: arms, seeds: try options.seedList(default: defaultSeeds), output: out, jobs: options.jobs, keel: KeelPaths.executable)
   let runs = try cmp.run { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
   let reports = try Report.write(output: out, runs: runs, arms: arms, threshold: options.threshold, title: title)
   print("report: \(out)/report.md, \(out)/report.html")
@@ -74,6 +75,7 @@ struct ExperimentCommand: ParsableCommand {
   func run() throws {
     let base = try Experiments.base(scale: scale)
     let arms = try Experiments.arms(name, scale: scale)
-    try runComparison(base: base, arms: arms, options: options, defaultOut: "runs/experiment-\(name)-\(scale)", title: "Keel experiment: \(name) (\(scale))")
+    try runComparison(base: base, arms: arms, options: options, defaultOut: "runs/experiment-\(name)-\(scale)", title: "Keel experiment: \(name) (\(scale))",
+                      defaultSeeds: scale == "full" ? "1,2,3,4,5" : "1,2,3")
   }
 }
