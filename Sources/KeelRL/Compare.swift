@@ -1,8 +1,10 @@
 // Compare.swift — `keel compare`: several arms (config overrides: an objective by name or
 // .so path, its parameters, N, routing replay, sampler precision…) over several seeds. Each
 // run is its own `keel train` process in OUT/runs/<arm>/seed-<s>, so a plugin that crashes
-// takes down only its arm; runs already complete (summary.json present) are skipped on a
-// re-run. With the same seed every arm sees the same data order, the same initial weights
+// takes down only its arm. On a re-run a finished run is reused only when it is still the run
+// this comparison would make: complete (summary.json, not stopped by a signal), made with the
+// arm's full resolved config, and with every plugin file it loaded unchanged (the SHA-256 in
+// its provenance.json); anything else is run again, saying why. With the same seed every arm sees the same data order, the same initial weights
 // (the same cached cold start) and the same sampler randomness (keyed by seed, step, prompt,
 // sample), so differences between arms are the arms'.
 import Foundation
@@ -61,6 +63,12 @@ public struct CompareRun: Sendable {
   public var seed: Int
   public var directory: String
   public var status: RunStatus
+  public init(arm: Arm, seed: Int, directory: String, status: RunStatus) {
+    self.arm = arm
+    self.seed = seed
+    self.directory = directory
+    self.status = status
+  }
 }
 
 public struct Comparison {
@@ -82,7 +90,8 @@ public struct Comparison {
 
   public func runDirectory(_ arm: Arm, _ seed: Int) -> String { output + "/runs/\(arm.name)/seed-\(seed)" }
 
-  /// Run every (arm, seed) not yet complete; returns each run's status.
+  /// Run every (arm, seed) that has no reusable finished run; returns each run's status. `log`
+  /// gets a line as each run starts and ends.
   public func run(log: @escaping @Sendable (String) -> Void) throws -> [CompareRun] {
     guard Set(arms.map(\.name)).count == arms.count else { throw ConfigError.syntax("arm names must be unique") }
     try FileManager.default.createDirectory(atPath: output + "/runs", withIntermediateDirectories: true)
@@ -92,14 +101,18 @@ public struct Comparison {
     let queue = DispatchQueue(label: "keel.compare", attributes: .concurrent)
     let gate = DispatchSemaphore(value: jobs)
     let group = DispatchGroup()
+    let total = jobsToRun.count
+    let started = Locked(0)
     for (arm, seed) in jobsToRun {
       let dir = runDirectory(arm, seed)
-      if Self.isComplete(dir) {
+      let stale = staleReason(arm, seed: seed, directory: dir)
+      if stale == nil {
         log("\(arm.name) seed \(seed): already complete, skipped")
         results.mutate { $0[dir] = .completed }
         continue
       }
-      try? FileManager.default.removeItem(atPath: dir)  // an incomplete run starts over
+      if let stale, FileManager.default.fileExists(atPath: dir) { log("\(arm.name) seed \(seed): \(stale): running it again") }
+      try? FileManager.default.removeItem(atPath: dir)  // a stale or incomplete run starts over
       try FileManager.default.createDirectory(atPath: output + "/runs/\(arm.name)", withIntermediateDirectories: true)
       var args = ["train", "--out", dir, "--quiet", "--seed", String(seed)]
       for (k, v) in base.sorted(by: { $0.key < $1.key }) { args += ["--set", "\(k)=\(v)"] }
@@ -109,14 +122,48 @@ public struct Comparison {
       group.enter()
       queue.async {
         defer { gate.signal(); group.leave() }
+        var k = 0
+        started.mutate { $0 += 1; k = $0 }
+        log("[\(k)/\(total)] \(arm.name) seed \(seed): started")
+        let t0 = Date()
         let status = Self.launch(keel, launchArgs, logPath: dir + ".log")
-        log("\(arm.name) seed \(seed): \(status.label)")
+        log("\(arm.name) seed \(seed): \(status.label)" + String(format: " (%.0f s)", Date().timeIntervalSince(t0)))
         results.mutate { $0[dir] = status }
       }
     }
     group.wait()
     let r = results.value
     return jobsToRun.map { CompareRun(arm: $0.0, seed: $0.1, directory: runDirectory($0.0, $0.1), status: r[runDirectory($0.0, $0.1)]!) }
+  }
+
+  /// The config `keel train` resolves for (arm, seed) in this comparison.
+  public func resolvedConfig(_ arm: Arm, seed: Int) throws -> ResolvedConfig {
+    try ConfigSchema.resolve(file: base, overrides: arm.overrides.merging(["seed": String(seed)]) { $1 })
+  }
+
+  /// Why the run in `directory` cannot stand for (arm, seed) — nil when it can be reused.
+  public func staleReason(_ arm: Arm, seed: Int, directory dir: String) -> String? {
+    guard Self.isComplete(dir) else { return "not complete" }
+    guard let text = try? String(contentsOfFile: dir + "/config.yaml", encoding: .utf8),
+          let had = try? ConfigSchema.resolve(file: try ConfigSchema.flatten(yaml: text, source: dir + "/config.yaml"), overrides: [:]) else {
+      return "its config.yaml is missing or unreadable"
+    }
+    guard let want = try? resolvedConfig(arm, seed: seed) else { return "the arm's config does not resolve" }
+    if had != want {
+      let keys = Set(had.values.keys).union(want.values.keys).filter { had.values[$0] != want.values[$0] }.sorted()
+      let params = Set(had.pluginParams.keys).union(want.pluginParams.keys).filter { had.pluginParams[$0] != want.pluginParams[$0] }.sorted().map { "\($0).params" }
+      return "its config differs (\((keys + params).joined(separator: ", ")))"
+    }
+    guard let data = FileManager.default.contents(atPath: dir + "/provenance.json"),
+          let prov = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return "its provenance.json is missing" }
+    for p in prov["plugins"] as? [[String: Any]] ?? [] {
+      guard let path = p["path"] as? String, let recorded = p["sha256"] as? String else { continue }
+      let now = FileManager.default.fileExists(atPath: path) ? sha256(path) : "missing"
+      if now != recorded {
+        return "plugin '\(p["name"] ?? "?")' (\(path)) changed since the run (sha256 \(recorded.prefix(12))… → \(now.prefix(12))…)"
+      }
+    }
+    return nil
   }
 
   /// A run is complete when it wrote its summary and was not stopped early by a signal.

@@ -2,8 +2,8 @@
 //   config.yaml        the resolved configuration (every key)
 //   metrics.jsonl      one JSON object per step (diagnostics.jsonl, rollouts.jsonl and
 //                      weights.jsonl beside it when enabled; rank 0 writes all of them)
-//   provenance.json    Keel version and commit, each plugin's path, SHA-256, ABI and version
-//                      and parameters, the BLAS, CPU flags, threads
+//   provenance.json    Keel version and commit, each plugin's path, SHA-256, ABI and version,
+//                      parameters and declared metrics, the BLAS, CPU flags, threads
 //   checkpoints/step-N/  model (HF directory), optimizer, run state, plugin states
 //   checkpoints/latest   the name of the newest complete checkpoint
 //   summary.json       the outcome (cold start vs final accuracy, time to target)
@@ -86,9 +86,13 @@ public struct RunDirectory: Sendable {
   public func writeProvenance(config: ResolvedConfig, plugins: PluginSet, policy: Policy, coldStart: String?, ranks: Int = 1) throws {
     var pluginInfo: [[String: Any]] = []
     for (role, p) in plugins.all {
+      // the metrics.jsonl keys this plugin's declared scalars are written under (plotted by keel compare)
+      let metrics = role == "objective" ? p.library.scalars.map(\.name)
+        : role == "reward" ? plugins.componentNames.filter { $0.hasPrefix(p.library.name + "/") }.map { "reward/" + $0 } : []
       pluginInfo.append(["role": role, "name": p.library.name, "path": p.library.path, "sha256": sha256(p.library.path),
                          "abi": "\(p.library.abiMajor).\(p.library.abiMinor)", "version": p.library.version,
-                         "parameters": Dictionary(uniqueKeysWithValues: p.parameters.map { ($0.0.name, "\($0.1)") })])
+                         "parameters": Dictionary(uniqueKeysWithValues: p.parameters.map { ($0.0.name, "\($0.1)") }),
+                         "metrics": metrics])
     }
     if let f = plugins.foreign {
       pluginInfo.append(["role": "foreign-reward", "name": f.symbol, "path": f.libraryPath, "sha256": sha256(f.libraryPath),

@@ -9,7 +9,10 @@ struct CompareOptions: ParsableArguments {
   @Option(help: "Runs in parallel (each gets 2/jobs threads).") var jobs: Int = 1
   @Option(help: "Output directory.") var out: String?
   @Option(name: .customLong("set"), help: "Config override applied to every arm (repeatable).") var sets: [String] = []
-  @Option(help: "Eval accuracy that `steps to threshold` counts up to.") var threshold: Double = 0.5
+  @Option(help: "Held-out accuracy that `steps to threshold` counts up to.") var threshold: Double = 0.5
+  @Option(help: "The reference arm of the paired differences (default: the first arm).") var baselineArm: String?
+  @Option(help: "The accuracy results and verdicts are about: eval_accuracy_greedy | eval_accuracy.") var metric: String = "eval_accuracy_greedy"
+  @Option(name: .customLong("plot"), help: "Also plot this metrics.jsonl key (repeatable; every plugin-declared metric is plotted anyway).") var plots: [String] = []
 
   func seedList(default fallback: String = "1,2,3") throws -> [Int] {
     let s = (seeds ?? fallback).split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -29,12 +32,26 @@ func runComparison(base: [String: String], arms: [Arm], options: CompareOptions,
   }
   let out = options.out ?? defaultOut
   let cmp = Comparison(base: base, arms: arms, seeds: try options.seedList(default: defaultSeeds), output: out, jobs: options.jobs, keel: KeelPaths.executable)
-  let runs = try cmp.run { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
-  let reports = try Report.write(output: out, runs: runs, arms: arms, threshold: options.threshold, title: title)
+  guard Report.metrics.contains(options.metric) else {
+    throw ValidationError("--metric must be one of \(Report.metrics.joined(separator: ", ")), got '\(options.metric)'")
+  }
+  if let b = options.baselineArm, !arms.contains(where: { $0.name == b }) {
+    throw ValidationError("--baseline-arm '\(b)' is not an arm; arms: \(arms.map(\.name).joined(separator: ", "))")
+  }
+  let runs = try cmp.run { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+  let reportOptions = ReportOptions(threshold: options.threshold, referenceArm: options.baselineArm, metric: options.metric, extraPlots: options.plots)
+  let reports = try Report.write(output: out, runs: runs, arms: arms, options: reportOptions, title: title)
   print("report: \(out)/report.md, \(out)/report.html")
+  print("\(options.metric) (95% CI over seeds):")
   for r in reports {
-    print(String(format: "  %@: final eval %.3f ± %.3f, best %.3f, collapsed %d/%d%@", r.arm, r.finalEval.mean, r.finalEval.std, r.bestEval.mean,
+    let finals = r.perSeed.keys.sorted().map { r.perSeed[$0]!.final }
+    print(String(format: "  %@: final %.3f (%d seeds), change from cold start %@, collapsed %d/%d%@", r.arm,
+                 finals.isEmpty ? Double.nan : finals.reduce(0, +) / Double(finals.count), finals.count, Report.interval(r.change),
                  r.collapsed.filter { $0 }.count, r.collapsed.count, r.failed.isEmpty ? "" : ", FAILED: " + r.failed.joined(separator: "; ")))
+  }
+  let reference = options.baselineArm ?? arms[0].name
+  for p in Report.paired(reports, reference: reference) {
+    print("  \(p.arm) − \(reference): final \(Report.interval(p.final)) \(p.final.verdict.rawValue); best \(Report.interval(p.best)) \(p.best.verdict.rawValue); area \(Report.interval(p.area)) \(p.area.verdict.rawValue)")
   }
 }
 

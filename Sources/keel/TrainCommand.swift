@@ -24,6 +24,7 @@ struct TrainCommand: ParsableCommand {
   @Option(help: "Starting values: default | test (tiny, seconds).") var preset: String?
   @Option(help: "Threads per process (per rank under mpirun); sets train.threads.") var threads: Int?
   @Option(help: "Continue the run in this directory from its latest checkpoint.") var resume: String?
+  @Flag(help: "Replace an existing run in --out (by default keel refuses to overwrite a run).") var force = false
   @Flag(help: "Also write TensorBoard event files.") var tensorboard = false
   @Flag(help: "No progress line.") var quiet = false
   @Flag(name: .customLong("help-config"), help: "Print every config key with its default and doc.") var helpConfig = false
@@ -86,6 +87,12 @@ struct TrainCommand: ParsableCommand {
     let resolved = try ConfigSchema.resolve(file: file, overrides: overrides)
     if resume == nil {
       runPath = out ?? "runs/train-\(resolved.int("seed"))-\(Int(Date().timeIntervalSince1970))"
+      if comm.isRoot, let existing = Self.existingRun(runPath) {
+        guard force else {
+          throw ValidationError("--out \(runPath) already holds a run (\(existing)); continue it with --resume \(runPath), or replace it with --force")
+        }
+        try FileManager.default.removeItem(atPath: runPath)
+      }
     }
     // rank 0 alone writes the run directory; the others only read (a resumed checkpoint)
     let run = try RunDirectory(path: runPath, create: comm.isRoot)
@@ -115,6 +122,17 @@ struct TrainCommand: ParsableCommand {
     if let s = summary.targetStep, let t = summary.targetTrainSeconds {
       print(String(format: "time_to_target (+25 points greedy): step %d, %.1f s of training%@", s, t, summary.targetHeldTwice ? ", held at two consecutive evaluations" : ""))
     }
+  }
+}
+
+extension TrainCommand {
+  /// What makes `path` a run that --out would overwrite (nil: absent, or no run files in it).
+  static func existingRun(_ path: String) -> String? {
+    let fm = FileManager.default
+    for file in ["config.yaml", "metrics.jsonl", "summary.json", "checkpoints/latest"] where fm.fileExists(atPath: path + "/" + file) {
+      return "it has \(file)"
+    }
+    return nil
   }
 }
 

@@ -1,7 +1,9 @@
 // CompareTests.swift — `keel compare` end to end with the real binary at tiny scale: the
 // report's numbers equal the runs' own metrics.jsonl; identical arms with the same seed give
 // identical curves; a NaN arm and a segfaulting arm are marked failed while the others
-// complete; re-running skips completed arms. Plus the collapse detector on constructed
+// complete; re-running skips completed arms, but runs again when the plugin was rebuilt or
+// the arm's config changed; the report has the paired differences, per-seed values and the
+// plugins' own metrics in markdown and HTML. Plus the collapse detector on constructed
 // histories.
 import Foundation
 import KeelRL
@@ -33,25 +35,63 @@ final class CompareTests: XCTestCase {
       let b = try rows(out + "/runs/b/seed-\(seed)").map { NSDictionary(dictionary: $0.filter { !timingKeys.contains($0.key) }) }
       XCTAssertEqual(a, b)
     }
-    // the report's final eval = mean over seeds of each run's last eval_accuracy
+    // the report's final = mean over seeds of each run's last greedy held-out accuracy
+    let report = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
     for arm in ["a", "r"] {
-      let finals = try [1, 2].map { s in try rows(out + "/runs/\(arm)/seed-\(s)").compactMap { $0["eval_accuracy"] as? Double }.last! }
+      let curves = try [1, 2].map { s in try rows(out + "/runs/\(arm)/seed-\(s)").compactMap { $0["eval_accuracy_greedy"] as? Double } }
+      let finals = curves.map { $0.last! }, colds = curves.map { $0.first! }
       let mean = finals.reduce(0, +) / 2
       let std = (finals.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 1).squareRoot()
-      let report = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
-      XCTAssertTrue(report.contains("| \(arm) | \(String(format: "%.3f", mean)) ± \(String(format: "%.3f", std)) |"), report)
+      XCTAssertTrue(report.contains("| \(arm) | 2 | \(String(format: "%.3f", colds.reduce(0, +) / 2)) | \(String(format: "%.3f", mean)) ± \(String(format: "%.3f", std)) |"), report)
+      for (s, (c, f)) in zip([1, 2], zip(colds, finals)) {
+        XCTAssertTrue(report.contains("| \(arm) | \(s) | \(String(format: "%.3f", c)) | \(String(format: "%.3f", f)) |"), "per-seed row \(arm) \(s):\n\(report)")
+      }
       let peak = try [1, 2].flatMap { s in try rows(out + "/runs/\(arm)/seed-\(s)").filter { ($0["step"] as! Int) > 0 }.compactMap { $0["mismatch_kl"] as? Double } }.max()!
       XCTAssertTrue(report.contains(String(format: "%.5f", peak)), "peak mismatch KL \(peak) in:\n\(report)")
     }
-    for svg in ["reward_mean", "eval_accuracy", "entropy", "mismatch_kl", "masked_fraction", "fo_residual_mean"] {
+    // identical arms: a paired difference of exactly 0
+    XCTAssertTrue(report.contains("| b | 2 | +0.000 [+0.000, +0.000] | indistinguishable at this budget |"), report)
+    XCTAssertTrue(r.stdout.contains("[1/6] a seed 1: started") || r.stdout.contains("] a seed 1: started"), r.stdout)
+    // plugin-declared metrics are plotted (from provenance.json)
+    let prov = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/runs/a/seed-1/provenance.json"))) as! [String: Any]
+    let declared = (prov["plugins"] as! [[String: Any]]).flatMap { $0["metrics"] as? [String] ?? [] }
+    XCTAssertTrue(declared.contains("is_weight_mean"), "\(declared)")
+    for svg in ["eval_accuracy_greedy", "reward_mean", "eval_accuracy", "entropy", "mismatch_kl", "masked_fraction", "fo_residual_mean"]
+      + declared.map({ $0.replacingOccurrences(of: "/", with: "_") }) {
       let text = try String(contentsOfFile: out + "/\(svg).svg", encoding: .utf8)
       XCTAssertTrue(text.hasPrefix("<svg") && text.contains("<polyline"), svg)
     }
     let html = try String(contentsOfFile: out + "/report.html", encoding: .utf8)
-    XCTAssertTrue(html.contains("<svg") && html.contains("Provenance"))
+    for section in ["<svg", "Provenance", "Paired differences against a", "Per seed", "Collapse verdicts", "<h2>Arms</h2>"] {
+      XCTAssertTrue(html.contains(section), section)
+    }
     // re-running skips what is complete
     let again = try compare(["--arm", "name=a,objective=minirl", "--seeds", "1"], out: out)
     XCTAssertTrue(again.stdout.contains("a seed 1: already complete, skipped"), again.stdout)
+  }
+
+  /// A finished run is reused only while its plugin file and its config are unchanged.
+  func testARebuiltPluginOrAChangedConfigRunsAgain() throws {
+    let out = TestSupport.tempDir("keel-cmp-rebuild")
+    let source = try String(contentsOfFile: TestSupport.root + "/templates/c/objective/plugin.c", encoding: .utf8)
+    try source.write(toFile: out + "/mine.c", atomically: true, encoding: .utf8)
+    let lib = try TestSupport.compileLibrary([out + "/mine.c"], into: out, name: "libmine.so")
+    let arm = ["--arm", "name=mine,objective=\(lib)", "--seeds", "1"]
+    XCTAssertEqual(try compare(arm, out: out + "/cmp").status, 0)
+    let again = try compare(arm, out: out + "/cmp")
+    XCTAssertTrue(again.stdout.contains("mine seed 1: already complete, skipped"), again.stdout)
+    // the plugin is rebuilt with a change: the old run no longer stands for the arm
+    try (source + "\nstatic const char rebuilt[] __attribute__((used)) = \"rebuilt\";\n").write(toFile: out + "/mine.c", atomically: true, encoding: .utf8)
+    _ = try TestSupport.compileLibrary([out + "/mine.c"], into: out, name: "libmine.so")
+    let rebuilt = try compare(arm, out: out + "/cmp")
+    XCTAssertTrue(rebuilt.stdout.contains("changed since the run (sha256") && rebuilt.stdout.contains("running it again"), rebuilt.stdout)
+    XCTAssertTrue(rebuilt.stdout.contains("mine seed 1: completed"), rebuilt.stdout)
+    let prov = try String(contentsOfFile: out + "/cmp/runs/mine/seed-1/provenance.json", encoding: .utf8)
+    let sha = try TestSupport.run("/usr/bin/sha256sum", [lib]).stdout.split(separator: " ")[0]
+    XCTAssertTrue(prov.contains(String(sha)), "the new run records the rebuilt plugin's hash")
+    // another config for the same arm name: run again, naming the key
+    let changed = try compare(arm + ["--set", "train.lr=2e-3"], out: out + "/cmp")
+    XCTAssertTrue(changed.stdout.contains("its config differs (train.lr)"), changed.stdout)
   }
 
   func testBrokenAndCrashingArmsFailAloneAndTheOthersComplete() throws {
