@@ -24,8 +24,11 @@ public struct ColdStartSettings: Sendable {
   public var maxTokens: Int
   /// Steps between validation checks (the target is tested only there).
   public var checkEvery = 20
-  /// The reward plugin that grades validation (Grader.swift).
+  /// The reward plugin that grades validation (Grader.swift), the answer marker it is given
+  /// (nil: the task's own) and the reward a correct answer reaches: the run's own definition.
   public var grader = "exact-match"
+  public var marker: String? = nil
+  public var threshold = 1.0
 
   public init(task: any TaskGenerator, taskSeed: UInt64, model: ModelConfig, teacher: Teacher, teacherName: String,
               targetAccuracy: Double, maxSteps: Int, lr: Float, batch: Int, seed: UInt64, threads: Int, maxTokens: Int) {
@@ -41,7 +44,7 @@ public struct ColdStartSettings: Sendable {
     let enc = JSONEncoder()
     enc.outputFormatting = .sortedKeys
     let model = (try? enc.encode(self.model)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-    return "v2|\(task.fingerprint)|marker=\(task.answerMarker)|\(taskSeed)|\(model)|\(teacherName)|target=\(targetAccuracy)|check=\(checkEvery)|grader=\(grader)|\(maxSteps)|\(lr)|\(batch)|\(seed)|\(maxTokens)"
+    return "v2|\(task.fingerprint)|marker=\(marker ?? task.answerMarker)|\(taskSeed)|\(model)|\(teacherName)|target=\(targetAccuracy)|check=\(checkEvery)|grader=\(grader)|threshold=\(threshold)|\(maxSteps)|\(lr)|\(batch)|\(seed)|\(maxTokens)"
   }
 }
 
@@ -57,9 +60,10 @@ public enum ColdStart {
     let t0 = Date()
     let tok = CharTokenizer()
     let split = TaskSplit(generator: s.task, seed: s.taskSeed)
+    try split.checkPopulated()
     let store = ParameterStore(config: s.model, seed: s.seed)
     let policy = Policy(store: store, precision: .fp32, threads: s.threads)
-    let grader = try Grader(reward: s.grader, marker: s.task.answerMarker)
+    let grader = try Grader(reward: s.grader, marker: s.marker ?? s.task.answerMarker, threshold: s.threshold)
     // validation: up to 200 distinct problems of the validation split (never trained on, never the test set)
     let validation = split.distinctSet(.validation, count: 200, stream: .coldStart)
     var lastLoss = 0.0, acc = 0.0, step = 0

@@ -8,6 +8,7 @@
 // (the same cached cold start) and the same sampler randomness (keyed by seed, step, prompt,
 // sample), so differences between arms are the arms'.
 import Foundation
+import KeelTasks
 
 public struct Arm: Sendable, Equatable {
   public var name: String
@@ -141,21 +142,33 @@ public struct Comparison {
     try ConfigSchema.resolve(file: base, overrides: arm.overrides.merging(["seed": String(seed)]) { $1 })
   }
 
+  /// Keys that change how a run is executed or logged, never its metrics: a run made with
+  /// other values still stands for the arm (`--jobs` changes train.threads).
+  public static let executionKeys: Set<String> = ["train.threads", "log.tensorboard", "log.rollouts", "distributed.timeout", "distributed.check_every"]
+
   /// Why the run in `directory` cannot stand for (arm, seed) — nil when it can be reused.
   public func staleReason(_ arm: Arm, seed: Int, directory dir: String) -> String? {
     guard Self.isComplete(dir) else { return "not complete" }
     guard let text = try? String(contentsOfFile: dir + "/config.yaml", encoding: .utf8),
-          let had = try? ConfigSchema.resolve(file: try ConfigSchema.flatten(yaml: text, source: dir + "/config.yaml"), overrides: [:]) else {
+          let flat = try? ConfigSchema.flatten(yaml: text, source: dir + "/config.yaml"),
+          let had = try? ConfigSchema.resolve(file: flat, overrides: [:]) else {
       return "its config.yaml is missing or unreadable"
     }
+    // a config written by an older Keel lacks the keys added since: it ran other code
+    let missing = ConfigSchema.keys.map(\.key).filter { flat[$0] == nil }
+    if !missing.isEmpty { return "it was made by an older Keel (its config.yaml lacks \(missing.prefix(3).joined(separator: ", ")))" }
     guard let want = try? resolvedConfig(arm, seed: seed) else { return "the arm's config does not resolve" }
-    if had != want {
-      let keys = Set(had.values.keys).union(want.values.keys).filter { had.values[$0] != want.values[$0] }.sorted()
+    if had.values.filter({ !Self.executionKeys.contains($0.key) }) != want.values.filter({ !Self.executionKeys.contains($0.key) })
+        || had.pluginParams != want.pluginParams {
+      let keys = Set(had.values.keys).union(want.values.keys).filter { !Self.executionKeys.contains($0) && had.values[$0] != want.values[$0] }.sorted()
       let params = Set(had.pluginParams.keys).union(want.pluginParams.keys).filter { had.pluginParams[$0] != want.pluginParams[$0] }.sorted().map { "\($0).params" }
       return "its config differs (\((keys + params).joined(separator: ", ")))"
     }
     guard let data = FileManager.default.contents(atPath: dir + "/provenance.json"),
           let prov = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return "its provenance.json is missing" }
+    if let version = prov["data_version"] as? String, version != TaskSplit.dataVersion {
+      return "its problems come from data version \(version), not \(TaskSplit.dataVersion)"
+    }
     for p in prov["plugins"] as? [[String: Any]] ?? [] {
       guard let path = p["path"] as? String, let recorded = p["sha256"] as? String else { continue }
       let now = FileManager.default.fileExists(atPath: path) ? sha256(path) : "missing"

@@ -166,7 +166,7 @@ public enum Report {
     var rows: [[String]]
     var markdown: String {
       "| " + header.joined(separator: " | ") + " |\n|" + header.map { _ in "---|" }.joined() + "\n"
-        + rows.map { "| " + $0.joined(separator: " | ") + " |\n" }.joined()
+        + rows.map { "| " + $0.map { $0.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ") }.joined(separator: " | ") + " |\n" }.joined()
     }
     var html: String {
       "<table><tr>" + header.map { "<th>\(escape($0))</th>" }.joined() + "</tr>"
@@ -189,7 +189,7 @@ public enum Report {
     let intro = "Arms × seeds: \(arms.count) × \(seeds.count) (seeds \(seeds.map(String.init).joined(separator: ", "))). "
       + "Primary metric: \(metricName) (`\(options.metric)`); area = its mean over the run (trapezoid over the evaluations, cold start included). "
       + "Intervals: 95%, Student's t over seeds; arms share seeds, so differences are paired (docs/compare.md). "
-      + "Final and best: mean ± sample std over seeds. Steps to threshold: first evaluation with \(options.metric) ≥ \(options.threshold). Collapse detector: docs/compare.md."
+      + "Final and best: mean ± sample std over seeds; best is over the evaluations after the cold start. Steps to threshold: first evaluation after the cold start with \(options.metric) ≥ \(options.threshold). Collapse detector: docs/compare.md."
 
     var sections: [(title: String, md: String, html: String)] = []
     let results = Table(
@@ -210,7 +210,7 @@ public enum Report {
                               interval(p.area), p.area.verdict.rawValue] })
     let pairedNote = "Each arm minus `\(reference)` on the same seeds (\(metricName)). \"better\"/\"worse\": the 95% interval excludes 0; otherwise the arms are indistinguishable at this budget (more seeds or steps could still separate them).\n\n"
     sections.append(("Paired differences against \(reference)", pairedNote + (pairs.isEmpty ? "(one arm only)\n" : pairedTable.markdown),
-                     "<p>\(escape(pairedNote))</p>" + pairedTable.html))
+                     "<p>\(inline(pairedNote))</p>" + pairedTable.html))
     let perSeed = Table(header: ["arm", "seed", "cold start", "final", "change", "best", "area", "final sampled"],
                         rows: reports.flatMap { r in r.perSeed.keys.sorted().map { s in
                           let v = r.perSeed[s]!
@@ -242,24 +242,24 @@ public enum Report {
     for s in sections { md += "## \(s.title)\n\n\(s.md)\n" }
     try md.write(toFile: output + "/report.md", atomically: true, encoding: .utf8)
     var html = "<!doctype html><html><head><meta charset=\"utf-8\"><title>\(escape(title))</title><style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;margin-bottom:1em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}.plots{display:flex;flex-wrap:wrap;gap:12px}code{background:#f4f4f4}</style></head><body>"
-    html += "<h1>\(escape(title))</h1><p>\(escape(intro))</p>"
+    html += "<h1>\(escape(title))</h1><p>\(inline(intro))</p>"
     for s in sections { html += "<h2>\(escape(s.title))</h2>\(s.html)" }
     try (html + "</body></html>").write(toFile: output + "/report.html", atomically: true, encoding: .utf8)
     return reports
   }
 
-  static func list(_ items: [String]) -> String {
-    "<ul>" + items.map { item -> String in
-      // **x** and `x` as in the markdown
-      var s = escape(item)
-      while let a = s.range(of: "**"), let b = s.range(of: "**", range: a.upperBound..<s.endIndex) {
-        s = s.replacingCharacters(in: a.lowerBound..<b.upperBound, with: "<b>" + s[a.upperBound..<b.lowerBound] + "</b>")
-      }
-      while let a = s.range(of: "`"), let b = s.range(of: "`", range: a.upperBound..<s.endIndex) {
-        s = s.replacingCharacters(in: a.lowerBound..<b.upperBound, with: "<code>" + s[a.upperBound..<b.lowerBound] + "</code>")
-      }
-      return "<li>\(s)</li>"
-    }.joined() + "</ul>"
+  static func list(_ items: [String]) -> String { "<ul>" + items.map { "<li>\(inline($0))</li>" }.joined() + "</ul>" }
+
+  /// Escaped HTML of a markdown line's inline marks: **x** → <b>, `x` → <code>.
+  static func inline(_ text: String) -> String {
+    var s = escape(text)
+    while let a = s.range(of: "**"), let b = s.range(of: "**", range: a.upperBound..<s.endIndex) {
+      s = s.replacingCharacters(in: a.lowerBound..<b.upperBound, with: "<b>" + s[a.upperBound..<b.lowerBound] + "</b>")
+    }
+    while let a = s.range(of: "`"), let b = s.range(of: "`", range: a.upperBound..<s.endIndex) {
+      s = s.replacingCharacters(in: a.lowerBound..<b.upperBound, with: "<code>" + s[a.upperBound..<b.lowerBound] + "</code>")
+    }
+    return s
   }
 
   /// Tick values at 1, 2 or 5 × 10^k steps covering [lo, hi]: the step nearest (in log scale)

@@ -10,6 +10,7 @@
 import Foundation
 import KeelModel
 import KeelPluginHost
+import KeelTasks
 
 public struct RunState: Codable, Sendable {
   public struct EvalPoint: Codable, Sendable { public var step: Int; public var greedy: Double; public var sampled: Double; public var trainSeconds: Double }
@@ -83,7 +84,7 @@ public struct RunDirectory: Sendable {
     try writeAtomically(try enc.encode(s), to: path + "/summary.json")
   }
 
-  public func writeProvenance(config: ResolvedConfig, plugins: PluginSet, policy: Policy, coldStart: String?, ranks: Int = 1) throws {
+  public func writeProvenance(config: ResolvedConfig, plugins: PluginSet, grader: Grader, policy: Policy, coldStart: String?, ranks: Int = 1) throws {
     var pluginInfo: [[String: Any]] = []
     for (role, p) in plugins.all {
       // the metrics.jsonl keys this plugin's declared scalars are written under (plotted by keel compare)
@@ -94,6 +95,11 @@ public struct RunDirectory: Sendable {
                          "parameters": Dictionary(uniqueKeysWithValues: p.parameters.map { ($0.0.name, "\($0.1)") }),
                          "metrics": metrics])
     }
+    let g = grader.instance
+    pluginInfo.append(["role": "grader", "name": g.library.name, "path": g.library.path, "sha256": sha256(g.library.path),
+                       "abi": "\(g.library.abiMajor).\(g.library.abiMinor)", "version": g.library.version,
+                       "parameters": Dictionary(uniqueKeysWithValues: g.parameters.map { ($0.0.name, "\($0.1)") }),
+                       "threshold": Double(grader.threshold)])
     if let f = plugins.foreign {
       pluginInfo.append(["role": "foreign-reward", "name": f.symbol, "path": f.libraryPath, "sha256": sha256(f.libraryPath),
                          "signature": f.signature.description])
@@ -103,7 +109,7 @@ public struct RunDirectory: Sendable {
       "plugins": pluginInfo, "blas": "OpenBLAS (cblas) core type \(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "auto"); matrix products: KeelKernels kk_gemm",
       "cpu_model": CPUInfo.field("model name"), "cpu_flags": CPUInfo.field("flags").split(separator: " ").filter { ["avx2", "fma", "f16c", "avx512f"].contains(String($0)) }.map(String.init),
       "threads": config.int("train.threads"), "ranks": ranks, "cold_start": coldStart ?? "none",
-      "model_parameters": policy.store.layout.count,
+      "model_parameters": policy.store.layout.count, "data_version": TaskSplit.dataVersion,
     ]
     try writeAtomically(try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), to: path + "/provenance.json")
   }

@@ -3,7 +3,9 @@
 // per seed, d = arm − reference arm, and the claim is about the mean of d.
 //   interval  mean(d) ± t(0.975, n−1) · sd(d) / √n   (Student's paired t, 95%)
 //   verdict   "better" if the interval lies above 0, "worse" if below, else "indistinguishable
-//             at this budget"; fewer than 2 paired seeds: "too few paired seeds"
+//             at this budget"; fewer than 2 paired seeds: "too few paired seeds"; the same
+//             non-zero difference on every seed (sd 0: accuracies move in steps of one problem,
+//             so with few seeds this happens): "no spread over seeds", no interval claimed
 // Why t and not the bootstrap: with the 3–5 seeds a CPU budget allows, the percentile
 // bootstrap resamples at most n^n sets and its intervals are too narrow (about 80% coverage at
 // n = 5 for a nominal 95%), while the t interval is exact for normal differences; each d here
@@ -15,6 +17,7 @@ public enum Verdict: String, Sendable, Codable {
   case better, worse
   case indistinguishable = "indistinguishable at this budget"
   case tooFewSeeds = "too few paired seeds"
+  case noSpread = "no spread over seeds (no interval)"
 }
 
 public struct Interval: Sendable, Equatable, Codable {
@@ -24,6 +27,7 @@ public struct Interval: Sendable, Equatable, Codable {
   public var high: Double
   public var verdict: Verdict {
     if n < 2 || !low.isFinite || !high.isFinite { return .tooFewSeeds }
+    if low == high && mean != 0 { return .noSpread }
     if low > 0 { return .better }
     if high < 0 { return .worse }
     return .indistinguishable

@@ -81,12 +81,15 @@ public final class Trainer {
       return try Dataset(jsonl: taskName, evalCount: config.int("task.eval_size"), marker: marker ?? "")
     }
     let gen = try TaskRegistry.make(taskName, digits: config.int("task.digits"), terms: terms > 0 ? terms : nil)
-    return Dataset(task: gen, seed: UInt64(config.int("seed")), evalCount: config.int("task.eval_size"), marker: marker)
+    return try Dataset(task: gen, seed: UInt64(config.int("seed")), evalCount: config.int("task.eval_size"), marker: marker)
   }
 
-  /// The run's grader: eval.reward with the dataset's marker, correct at ≥ eval.threshold.
+  /// The run's grader: eval.reward with the dataset's marker, correct at ≥ eval.threshold; when
+  /// eval.reward is the training reward plugin it gets reward.params too.
   public static func grader(_ config: ResolvedConfig, marker: String) throws -> Grader {
-    try Grader(reward: config.string("eval.reward"), marker: marker, threshold: config.float("eval.threshold"))
+    let name = config.string("eval.reward")
+    let params = name == config.string("reward.name") ? config.pluginParams["reward"] ?? [:] : [:]
+    return try Grader(reward: name, marker: marker, threshold: config.float("eval.threshold"), params: params)
   }
 
   func validate() throws {
@@ -159,7 +162,7 @@ public final class Trainer {
       weightsWriter = try JSONLWriter(path: run.path + "/weights.jsonl", truncateToStepAtMost: keep)
     }
     if config.bool("log.tensorboard") { tensorboard = try TensorBoardWriter(directory: run.path + "/tensorboard") }
-    try run.writeProvenance(config: config, plugins: plugins, policy: policy, coldStart: coldDir, ranks: comm.size)
+    try run.writeProvenance(config: config, plugins: plugins, grader: grader, policy: policy, coldStart: coldDir, ranks: comm.size)
   }
 
   /// Every rank must hold the same weights: compare 64-bit checksums (one 8-byte allgather).
@@ -192,6 +195,8 @@ public final class Trainer {
                                 maxTokens: config.int("sampler.max_tokens"))
       s.checkEvery = config.int("coldstart.check_every")
       s.grader = config.string("eval.reward")
+      s.marker = dataset.answerMarker
+      s.threshold = config.float("eval.threshold")
       if !make {
         guard let dir = ColdStart.lookup(s) else {
           throw TrainerError(message: "rank \(comm.rank) on host \(comm.host) cannot see the cold start rank 0 made (\(ColdStart.cacheDirectory(s))): put KEEL_CACHE on a shared filesystem (mpirun -x KEEL_CACHE=…) or give coldstart.checkpoint a shared directory")

@@ -15,9 +15,10 @@ public struct Dataset: Sendable {
 
   /// A procedural task: problems on demand for training, a fixed held-out set for eval.
   /// `marker`: the final-answer marker when the config sets one (nil: the task's own).
-  public init(task: any TaskGenerator, seed: UInt64, evalCount: Int, marker: String? = nil) {
+  public init(task: any TaskGenerator, seed: UInt64, evalCount: Int, marker: String? = nil) throws {
     name = task.name
     split = TaskSplit(generator: task, seed: seed)
+    try split!.checkPopulated()
     train = nil
     eval = split!.evalSet(count: evalCount)
     answerMarker = marker ?? task.answerMarker

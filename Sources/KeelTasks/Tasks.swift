@@ -161,6 +161,10 @@ public struct TaskSplit: Sendable {
   /// input bit (a one-character change re-draws the split).
   public static func splitHash(_ prompt: String) -> UInt64 { splitMix64Finalize(fnv(prompt) ^ 0x6B65_656C_7370_6C74) }
 
+  /// The split scheme and problem streams, recorded in a run's provenance.json: runs made under
+  /// another version drew other problems (keel compare does not reuse them).
+  public static let dataVersion = "split-v2"
+
   /// Held-out test: 2 in 16 prompts; validation (the cold start's early stop): 1 in 16; train: 13 in 16.
   public static let fractions: [(Split, Double)] = [(.train, 13.0 / 16), (.eval, 2.0 / 16), (.validation, 1.0 / 16)]
 
@@ -173,11 +177,29 @@ public struct TaskSplit: Sendable {
   }
 
   /// The i-th problem of a split in a stream (deterministic in seed, split, stream and i).
+  /// The split must hold prompts (`checkPopulated()`).
   public func problem(_ split: Split, index: Int, stream: ProblemStream = .rl) -> Problem {
     var rng = SplitMix64(seed: hashKey(seed, split.rawValue, stream.rawValue, UInt64(bitPattern: Int64(index))))
-    while true {
+    for _ in 0..<10_000_000 {
       let p = generator.problem(&rng)
       if Self.split(of: p.prompt) == split { return p }
+    }
+    preconditionFailure("\(generator.fingerprint): no \(split) prompt in 10^7 draws (checkPopulated() was not called)")
+  }
+
+  /// Throws when the task has so few distinct prompts that a split is empty (e.g. sorting a
+  /// single 0 or 1): drawing from it would never end.
+  public func checkPopulated() throws {
+    var rng = SplitMix64(seed: 0x6368_6563_6B)
+    var counts: [Split: Set<String>] = [:]
+    for _ in 0..<8192 {
+      let p = generator.problem(&rng).prompt
+      counts[Self.split(of: p), default: []].insert(p)
+    }
+    let empty = Self.fractions.map(\.0).filter { (counts[$0]?.count ?? 0) == 0 }
+    if !empty.isEmpty {
+      let distinct = counts.values.map(\.count).reduce(0, +)
+      throw TaskError.invalid("task \(generator.fingerprint) has too few distinct prompts (\(distinct) seen) to fill every split: no \(empty.map { "\($0)" }.joined(separator: ", ")) prompt; use more digits, terms or numbers")
     }
   }
 

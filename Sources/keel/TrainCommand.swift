@@ -24,7 +24,7 @@ struct TrainCommand: ParsableCommand {
   @Option(help: "Starting values: default | test (tiny, seconds).") var preset: String?
   @Option(help: "Threads per process (per rank under mpirun); sets train.threads.") var threads: Int?
   @Option(help: "Continue the run in this directory from its latest checkpoint.") var resume: String?
-  @Flag(help: "Replace an existing run in --out (by default keel refuses to overwrite a run).") var force = false
+  @Flag(help: "Replace an existing run in --out: its run files are removed first (by default keel refuses to overwrite a run).") var force = false
   @Flag(help: "Also write TensorBoard event files.") var tensorboard = false
   @Flag(help: "No progress line.") var quiet = false
   @Flag(name: .customLong("help-config"), help: "Print every config key with its default and doc.") var helpConfig = false
@@ -91,7 +91,7 @@ struct TrainCommand: ParsableCommand {
         guard force else {
           throw ValidationError("--out \(runPath) already holds a run (\(existing)); continue it with --resume \(runPath), or replace it with --force")
         }
-        try FileManager.default.removeItem(atPath: runPath)
+        try Self.removeRun(runPath)
       }
     }
     // rank 0 alone writes the run directory; the others only read (a resumed checkpoint)
@@ -126,13 +126,24 @@ struct TrainCommand: ParsableCommand {
 }
 
 extension TrainCommand {
+  /// What a run writes in its directory (RunDirectory.swift); --force removes these and nothing else.
+  static let runFiles = ["config.yaml", "metrics.jsonl", "diagnostics.jsonl", "rollouts.jsonl", "weights.jsonl", "provenance.json",
+                         "summary.json", "checkpoints", "tensorboard"]
+
   /// What makes `path` a run that --out would overwrite (nil: absent, or no run files in it).
   static func existingRun(_ path: String) -> String? {
     let fm = FileManager.default
-    for file in ["config.yaml", "metrics.jsonl", "summary.json", "checkpoints/latest"] where fm.fileExists(atPath: path + "/" + file) {
+    for file in ["metrics.jsonl", "provenance.json", "summary.json", "checkpoints/latest"] where fm.fileExists(atPath: path + "/" + file) {
       return "it has \(file)"
     }
     return nil
+  }
+
+  /// Remove a run's own files from `path` (a user's other files there stay).
+  static func removeRun(_ path: String) throws {
+    for file in runFiles where FileManager.default.fileExists(atPath: path + "/" + file) {
+      try FileManager.default.removeItem(atPath: path + "/" + file)
+    }
   }
 }
 

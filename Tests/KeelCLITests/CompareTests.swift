@@ -78,8 +78,8 @@ final class CompareTests: XCTestCase {
     let lib = try TestSupport.compileLibrary([out + "/mine.c"], into: out, name: "libmine.so")
     let arm = ["--arm", "name=mine,objective=\(lib)", "--seeds", "1"]
     XCTAssertEqual(try compare(arm, out: out + "/cmp").status, 0)
-    let again = try compare(arm, out: out + "/cmp")
-    XCTAssertTrue(again.stdout.contains("mine seed 1: already complete, skipped"), again.stdout)
+    let again = try compare(arm + ["--jobs", "2"], out: out + "/cmp")
+    XCTAssertTrue(again.stdout.contains("mine seed 1: already complete, skipped"), "train.threads (--jobs) does not change results:\n\(again.stdout)")
     // the plugin is rebuilt with a change: the old run no longer stands for the arm
     try (source + "\nstatic const char rebuilt[] __attribute__((used)) = \"rebuilt\";\n").write(toFile: out + "/mine.c", atomically: true, encoding: .utf8)
     _ = try TestSupport.compileLibrary([out + "/mine.c"], into: out, name: "libmine.so")
@@ -92,6 +92,12 @@ final class CompareTests: XCTestCase {
     // another config for the same arm name: run again, naming the key
     let changed = try compare(arm + ["--set", "train.lr=2e-3"], out: out + "/cmp")
     XCTAssertTrue(changed.stdout.contains("its config differs (train.lr)"), changed.stdout)
+    // a run from an older Keel (its config.yaml lacks keys added since) is not reused
+    let config = out + "/cmp/runs/mine/seed-1/config.yaml"
+    let text = try String(contentsOfFile: config, encoding: .utf8)
+    try text.split(separator: "\n").filter { !$0.contains("threshold:") }.joined(separator: "\n").write(toFile: config, atomically: true, encoding: .utf8)
+    let old = try compare(arm + ["--set", "train.lr=2e-3"], out: out + "/cmp")
+    XCTAssertTrue(old.stdout.contains("made by an older Keel (its config.yaml lacks eval.threshold"), old.stdout)
   }
 
   func testBrokenAndCrashingArmsFailAloneAndTheOthersComplete() throws {

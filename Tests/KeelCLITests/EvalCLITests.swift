@@ -41,6 +41,8 @@ final class EvalCLITests: XCTestCase {
 
   func testTrainRefusesToOverwriteARunUnlessForced() throws {
     let dir = TestSupport.tempDir("keel-out") + "/run"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try "mine".write(toFile: dir + "/notes.txt", atomically: true, encoding: .utf8)
     let first = try TestSupport.run(TestSupport.keel, ["train", "--preset", "test", "--steps", "1", "--out", dir, "--quiet"], environment: env)
     XCTAssertEqual(first.status, 0, first.stdout)
     let before = try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8)
@@ -52,5 +54,9 @@ final class EvalCLITests: XCTestCase {
     XCTAssertEqual(forced.status, 0, forced.stdout)
     let steps = try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").count
     XCTAssertEqual(steps, 3, "steps 0, 1, 2 of the new run only")
+    XCTAssertEqual(try String(contentsOfFile: dir + "/notes.txt", encoding: .utf8), "mine", "--force removes the run's files only")
+    // the grader is recorded with its plugin's hash
+    let prov = try String(contentsOfFile: dir + "/provenance.json", encoding: .utf8)
+    XCTAssertTrue(prov.contains("\"grader\"") && prov.contains("\"data_version\" : \"split-v2\""), prov)
   }
 }

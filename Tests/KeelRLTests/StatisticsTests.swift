@@ -42,6 +42,8 @@ final class StatisticsTests: XCTestCase {
     XCTAssertEqual(Statistics.meanInterval([0.1, 0.11, 0.12]).verdict, .better)
     XCTAssertEqual(Statistics.meanInterval([-0.1, -0.11, -0.12]).verdict, .worse)
     XCTAssertEqual(Statistics.meanInterval([0.5]).verdict, .tooFewSeeds)
+    XCTAssertEqual(Statistics.meanInterval([0.002, 0.002, 0.002]).verdict, .noSpread, "one problem better on every seed: no interval")
+    XCTAssertEqual(Statistics.meanInterval([0, 0, 0]).verdict, .indistinguishable, "identical arms")
     // paired: only shared seeds count; d = (0.1, 0.2) on seeds 1, 2
     let p = Statistics.paired([1: 0.5, 2: 0.6, 3: 0.9], reference: [1: 0.4, 2: 0.4, 4: 0.0])
     XCTAssertEqual(p.n, 2)

@@ -168,6 +168,14 @@ final class SplitTests: XCTestCase {
     XCTAssertLessThan(stat, Self.chiSquareCritical(df: max(df, 1)))
   }
 
+  func testATaskTooSmallToSplitIsRefused() throws {
+    XCTAssertThrowsError(try TaskSplit(generator: SortingTask(count: 1, maxValue: 1), seed: 1).checkPopulated()) { e in
+      XCTAssertTrue("\(e)".contains("too few distinct prompts") && "\(e)".contains("sorting(count=1,max=1)"), "\(e)")
+    }
+    XCTAssertThrowsError(try Dataset(task: SortingTask(count: 1, maxValue: 1), seed: 1, evalCount: 10))
+    for task in Self.tasks { XCTAssertNoThrow(try TaskSplit(generator: task, seed: 1).checkPopulated(), task.fingerprint) }
+  }
+
   func testFingerprintsNameEverySetting() {
     XCTAssertNotEqual(ScratchpadTask(digits: 1, terms: 4).fingerprint, ScratchpadTask(digits: 1, terms: 3).fingerprint)
     XCTAssertNotEqual(ScratchpadTask(digits: 1, terms: 4).fingerprint, ScratchpadTask(digits: 2, terms: 4).fingerprint)
