@@ -75,7 +75,7 @@ let package = Package(
     .target(name: "KeelRL", dependencies: ["KeelModel", "KeelRandom", "KeelTasks", "KeelPluginHost", "KeelDistributed", "Yams"],
             path: "Sources/KeelRL"),
     .executableTarget(name: "keel",
-                      dependencies: ["KeelPluginHost", "KeelModel", "KeelRandom", "KeelRL", "KeelTasks",
+                      dependencies: ["KeelPluginHost", "KeelModel", "KeelRandom", "KeelRL", "KeelTasks", "KeelTokenizer",
                                      .product(name: "ArgumentParser", package: "swift-argument-parser")],
                       path: "Sources/keel"),
     .target(name: "KeelTestSupport", dependencies: ["KeelPluginHost"], path: "Tests/KeelTestSupport"),

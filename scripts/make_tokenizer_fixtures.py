@@ -4,6 +4,9 @@
 NOT run by CI (it needs the `tokenizers` wheel). One mode:
 
   make_tokenizer_fixtures.py [--out Tests/Fixtures/tokenizers] [--strings N] [--no-speed]
+  make_tokenizer_fixtures.py --speed-against-keel .build/release/keel
+      Times the library and `keel tokenize --bench` on the committed fixtures in one run (best of
+      3 alternating rounds each, one thread) and prints both with Keel's speed-up.
       Trains five tiny tokenizers with `tokenizers` on a deterministic synthetic corpus
       (random.Random(0): English words, arithmetic, code, accents, CJK, Arabic, emoji), saves each
       with `Tokenizer.save` as <name>/tokenizer.json (plus tokenizer_config.json, and for qwen2-bpe
@@ -472,6 +475,34 @@ def speed(toks, texts):
             "versions": versions(), "results": res}
 
 
+def speed_against_keel(out, keel, rounds=3):
+    """Both tokenizers in one run, on the fixture corpus: per tokenizer, `rounds` alternating
+    rounds of the library's loop (as in speed()) and `keel tokenize --bench` (the same loop in
+    Swift, timed inside the process), the best round of each kept."""
+    import subprocess
+    corpus = os.path.join(out, "corpus.jsonl")
+    with open(corpus, encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for line in f]
+    nbytes = sum(len(t.encode("utf-8")) for t in texts)
+    print(f"{len(texts)} strings, {nbytes} bytes, {SPEED_REPEATS} passes per round, best of {rounds} rounds, one thread each")
+    print(f"{'tokenizer':14s} {'tokenizers us/str':>18s} {'keel us/str':>12s} {'keel speed-up':>14s}")
+    for name in BUILDERS:
+        tok = Tokenizer.from_file(os.path.join(out, name, "tokenizer.json"))
+        lib, kl = [], []
+        for _ in range(rounds):
+            for t in texts:
+                tok.encode(t)
+            t0 = time.perf_counter()
+            for _ in range(SPEED_REPEATS):
+                for t in texts:
+                    tok.encode(t)
+            lib.append((time.perf_counter() - t0) / (SPEED_REPEATS * len(texts)) * 1e6)
+            r = subprocess.run([keel, "tokenize", "--tokenizer", os.path.join(out, name), "--bench", corpus,
+                                "--repeat", str(SPEED_REPEATS), "--json"], capture_output=True, text=True, check=True)
+            kl.append(json.loads(r.stdout.strip().splitlines()[-1])["us_per_string"])
+        print(f"{name:14s} {min(lib):18.2f} {min(kl):12.2f} {min(lib) / min(kl):13.2f}x")
+
+
 def versions():
     return {"tokenizers": tokenizers.__version__, "python": platform.python_version()}
 
@@ -482,7 +513,11 @@ def main():
     ap.add_argument("--out", default=os.path.join(here, "..", "Tests", "Fixtures", "tokenizers"))
     ap.add_argument("--strings", type=int, default=1780, help="generated oracle strings (besides the fixed ones)")
     ap.add_argument("--no-speed", action="store_true", help="skip the timing (speed.json is left as it is)")
+    ap.add_argument("--speed-against-keel", metavar="KEEL", help="time the library and `KEEL tokenize --bench` on the existing fixtures in one run, and exit")
     a = ap.parse_args()
+    if a.speed_against_keel:
+        speed_against_keel(os.path.normpath(a.out), a.speed_against_keel)
+        return
     if tokenizers.__version__ != PINNED:
         print(f"warning: tokenizers {tokenizers.__version__}, the fixtures were made with {PINNED}", file=sys.stderr)
     out = os.path.normpath(a.out)

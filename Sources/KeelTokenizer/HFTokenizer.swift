@@ -34,6 +34,8 @@ public final class HFTokenizer: @unchecked Sendable {
   let rawAdded: [Added]
   let normalizedAdded: [Added]
   let addedById: [Int32: Added]
+  /// First scalars of the added tokens (a text without any needs no matching).
+  let rawFirsts: Set<Unicode.Scalar>, normalizedFirsts: Set<Unicode.Scalar>
   let idToToken: [Int32: String]
   public let vocabSize: Int
   public private(set) var bos: Int32?
@@ -116,6 +118,8 @@ public final class HFTokenizer: @unchecked Sendable {
     }
     rawAdded = raw
     normalizedAdded = normalized
+    rawFirsts = Set(raw.compactMap(\.content.first))
+    normalizedFirsts = Set(normalized.compactMap(\.content.first))
     addedById = byId
     var reverse: [Int32: String] = [:]
     for (k, v) in modelVocab { reverse[v] = String(decoding: k, as: UTF8.self) }
@@ -139,10 +143,10 @@ public final class HFTokenizer: @unchecked Sendable {
 
   public func encode(_ text: String, addSpecialTokens: Bool = false) throws -> [Int32] {
     var ids: [Int32] = []
-    for (piece, id) in Self.cut(text, rawAdded) {
+    for (piece, id) in Self.cut(text, rawAdded, firsts: rawFirsts) {
       if let id { ids.append(id); continue }
       let normalizedPiece = normalizer?.apply(piece) ?? piece
-      for (sub, id2) in Self.cut(normalizedPiece, normalizedAdded) {
+      for (sub, id2) in Self.cut(normalizedPiece, normalizedAdded, firsts: normalizedFirsts) {
         if let id2 { ids.append(id2); continue }
         for p in preTokenizer?.apply([sub]) ?? [sub] where !p.isEmpty {
           switch model {
@@ -155,10 +159,19 @@ public final class HFTokenizer: @unchecked Sendable {
     return addSpecialTokens ? postProcessor.apply(ids) : ids
   }
 
+  /// The pieces the model would see for `text` (normalizer and pre-tokenizer; added tokens are
+  /// not cut out): the library's `pre_tokenizer.pre_tokenize_str` after normalization.
+  public func preTokenize(_ text: String) -> [String] {
+    let n = normalizer?.apply(text) ?? text
+    return preTokenizer?.apply([n]) ?? [n]
+  }
+
   /// Cut added tokens out of `text`: leftmost-longest matches, non-overlapping, with the
   /// single_word / lstrip / rstrip rules of the library. Pieces without an id are the rest.
-  static func cut(_ text: String, _ added: [Added]) -> [(String, Int32?)] {
+  static func cut(_ text: String, _ added: [Added], firsts: Set<Unicode.Scalar>) -> [(String, Int32?)] {
     guard !added.isEmpty, !text.isEmpty else { return text.isEmpty ? [] : [(text, nil)] }
+    // fast path: no scalar of the text starts an added token
+    if !text.unicodeScalars.contains(where: firsts.contains) { return [(text, nil)] }
     let s = Array(text.unicodeScalars)
     var out: [(String, Int32?)] = []
     func str(_ a: Int, _ b: Int) -> String { String(String.UnicodeScalarView(s[a..<b])) }

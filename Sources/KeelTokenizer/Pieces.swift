@@ -11,7 +11,10 @@ let gpt2Pattern = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+
 /// A compiled regex with Oniguruma's meaning of \s and \S.
 final class Regex: @unchecked Sendable {
   let re: NSRegularExpression
+  /// The hand-written matcher for this pattern, when there is one.
+  let fast: FastPattern?
   init(_ pattern: String) throws {
+    fast = FastPattern(pattern)
     var out = "", it = pattern.makeIterator()
     while let c = it.next() {
       guard c == "\\" else { out.append(c); continue }
@@ -33,18 +36,19 @@ final class Regex: @unchecked Sendable {
   }
 }
 
-/// A string split into pieces by a matcher, with the library's behaviours.
-func splitPieces(_ text: String, matches: [NSRange], in ns: NSString, behavior: SplitBehavior, invert: Bool) -> [String] {
+/// The pieces a split makes of `count` units given the matches (sorted, disjoint), with the
+/// library's behaviours; empty pieces are dropped.
+func pieceRanges(count: Int, matches: [Range<Int>], behavior: SplitBehavior, invert: Bool) -> [Range<Int>] {
   // alternate (range, isMatch) segments covering the text
-  var segments: [(NSRange, Bool)] = []
+  var segments: [(Range<Int>, Bool)] = []
   var at = 0
   for m in matches {
-    if m.location > at { segments.append((NSRange(location: at, length: m.location - at), invert)) }
+    if m.lowerBound > at { segments.append((at..<m.lowerBound, invert)) }
     segments.append((m, !invert))
-    at = m.location + m.length
+    at = m.upperBound
   }
-  if at < ns.length { segments.append((NSRange(location: at, length: ns.length - at), invert)) }
-  var pieces: [NSRange] = []
+  if at < count { segments.append((at..<count, invert)) }
+  var pieces: [Range<Int>] = []
   switch behavior {
   case .Removed: pieces = segments.filter { !$0.1 }.map(\.0)
   case .Isolated: pieces = segments.map(\.0)
@@ -52,7 +56,7 @@ func splitPieces(_ text: String, matches: [NSRange], in ns: NSString, behavior: 
     var prevMatch = false
     for (r, isMatch) in segments {
       if isMatch && !prevMatch, let last = pieces.last {
-        pieces[pieces.count - 1] = NSRange(location: last.location, length: r.location + r.length - last.location)
+        pieces[pieces.count - 1] = last.lowerBound..<r.upperBound
       } else {
         pieces.append(r)
       }
@@ -61,8 +65,8 @@ func splitPieces(_ text: String, matches: [NSRange], in ns: NSString, behavior: 
   case .MergedWithNext:  // a match joins the piece after it, unless that piece is a match
     var nextMatch = false
     for (r, isMatch) in segments.reversed() {
-      if isMatch && !nextMatch, let first = pieces.last {
-        pieces[pieces.count - 1] = NSRange(location: r.location, length: first.location + first.length - r.location)
+      if isMatch && !nextMatch, let next = pieces.last {
+        pieces[pieces.count - 1] = r.lowerBound..<next.upperBound
       } else {
         pieces.append(r)
       }
@@ -73,22 +77,44 @@ func splitPieces(_ text: String, matches: [NSRange], in ns: NSString, behavior: 
     var prevMatch = false
     for (r, isMatch) in segments {
       if isMatch && prevMatch, let last = pieces.last {
-        pieces[pieces.count - 1] = NSRange(location: last.location, length: r.location + r.length - last.location)
+        pieces[pieces.count - 1] = last.lowerBound..<r.upperBound
       } else {
         pieces.append(r)
       }
       prevMatch = isMatch
     }
   }
-  // slice the Swift string by UTF-16 offsets (NSString.substring would drop a leading U+FEFF)
-  // (pieces are sorted and disjoint: one walk along the string)
+  return pieces.filter { !$0.isEmpty }
+}
+
+/// A string split by UTF-16 matches (ICU's), sliced by UTF-16 offsets (NSString.substring would
+/// drop a leading U+FEFF). Pieces are sorted and disjoint: one walk along the string.
+func splitPieces(_ text: String, matches: [NSRange], in ns: NSString, behavior: SplitBehavior, invert: Bool) -> [String] {
+  let ranges = pieceRanges(count: ns.length, matches: matches.map { $0.location..<($0.location + $0.length) }, behavior: behavior, invert: invert)
   let u = text.utf16
   var index = u.startIndex, walked = 0
-  return pieces.filter { $0.length > 0 }.map { r in
-    index = u.index(index, offsetBy: r.location - walked)
-    let end = u.index(index, offsetBy: r.length)
-    defer { index = end; walked = r.location + r.length }
+  return ranges.map { r in
+    index = u.index(index, offsetBy: r.lowerBound - walked)
+    let end = u.index(index, offsetBy: r.count)
+    defer { index = end; walked = r.upperBound }
     return String(text[index..<end])
+  }
+}
+
+/// A string split by a fast matcher (FastPatterns.swift), over its scalars.
+func splitPieces(_ text: String, fast: FastPattern, behavior: SplitBehavior, invert: Bool) -> [String] {
+  var sc: [Unicode.Scalar] = [], offsets: [Int] = [0]  // offsets[k]: UTF-8 offset of scalar k
+  sc.reserveCapacity(text.utf8.count)
+  offsets.reserveCapacity(text.utf8.count + 1)
+  for c in text.unicodeScalars {
+    sc.append(c)
+    offsets.append(offsets[offsets.count - 1] + UTF8.width(c))
+  }
+  let ranges = pieceRanges(count: sc.count, matches: fast.matches(sc), behavior: behavior, invert: invert)
+  if ranges.count == 1 && ranges[0] == 0..<sc.count { return [text] }
+  var utf8 = text
+  return utf8.withUTF8 { buf in
+    ranges.map { r in String(decoding: UnsafeBufferPointer(rebasing: buf[offsets[r.lowerBound]..<offsets[r.upperBound]]), as: UTF8.self) }
   }
 }
 
@@ -167,9 +193,13 @@ enum Normalizer {
     }
   }
 
+  /// Text whose scalars are all below U+0300 is already NFC (no combining marks, no composable
+  /// pairs) — the common case, skipped without Foundation's normalizer.
+  static func belowCombiningMarks(_ s: String) -> Bool { s.unicodeScalars.allSatisfy { $0.value < 0x300 } }
+
   func apply(_ s: String) -> String {
     switch self {
-    case .nfc: return s.precomposedStringWithCanonicalMapping
+    case .nfc: return Self.belowCombiningMarks(s) ? s : s.precomposedStringWithCanonicalMapping
     case .nfd: return s.decomposedStringWithCanonicalMapping
     case .nfkc: return s.precomposedStringWithCompatibilityMapping
     case .nfkd: return s.decomposedStringWithCompatibilityMapping
@@ -216,7 +246,9 @@ enum PreTokenizer {
       return pieces.flatMap { p -> [String] in
         let text = addPrefixSpace && p.utf8.first != 0x20 ? " " + p : p  // bytes: " \u{301}" does not hasPrefix(" ") in Swift
         let parts: [String]
-        if let regex {
+        if let fast = regex?.fast {
+          parts = splitPieces(text, fast: fast, behavior: .Isolated, invert: false)
+        } else if let regex {
           let ns = text as NSString
           parts = splitPieces(text, matches: regex.matches(ns), in: ns, behavior: .Isolated, invert: false)
         } else {
@@ -226,6 +258,9 @@ enum PreTokenizer {
       }
     default:
       return pieces.flatMap { p -> [String] in
+        if case .split(_, let regex?, let behavior, let invert) = self, let fast = regex.fast {
+          return splitPieces(p, fast: fast, behavior: behavior, invert: invert)
+        }
         let ns = p as NSString
         switch self {
         case .split(let literal, let regex, let behavior, let invert):
@@ -265,10 +300,14 @@ enum ByteLevel {
     return m
   }()
 
+  /// The UTF-8 of each byte's character (1 or 2 bytes).
+  static let byteToUTF8: [[UInt8]] = byteToScalar.map { Array(String($0).utf8) }
+
   static func encode(_ s: String) -> String {
-    var out = String.UnicodeScalarView()
-    for b in s.utf8 { out.append(byteToScalar[Int(b)]) }
-    return String(out)
+    var out: [UInt8] = []
+    out.reserveCapacity(s.utf8.count * 2)
+    for b in s.utf8 { out += byteToUTF8[Int(b)] }
+    return String(decoding: out, as: UTF8.self)
   }
 
   /// A token's bytes: every scalar mapped back, or (when one is not in the map) its own UTF-8.

@@ -11,7 +11,7 @@ struct Keel: ParsableCommand {
     abstract: "Stable reinforcement learning for language-model policies, with plugin objectives, rewards and baselines.",
     version: "keel \(KeelVersion.string) (plugin ABI \(KeelVersion.abi))",
     subcommands: [TrainCommand.self, SftCommand.self, EvalCommand.self, ScoreCommand.self, CompareCommand.self, ExperimentCommand.self,
-                  PluginsCommand.self, NewPluginCommand.self, BenchCommand.self])
+                  PluginsCommand.self, NewPluginCommand.self, BenchCommand.self, TokenizeCommand.self])
 
   static func main() {
     BLASEnvironment.ensureCoreType()
