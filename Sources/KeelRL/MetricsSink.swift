@@ -28,14 +28,27 @@ public final class JSONLWriter {
     handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
     handle.seekToEndOfFile()
   }
+  /// Told the keys of a line's non-finite values (written as null), e.g. to log a warning.
+  public var onNonFinite: ((_ step: Int, _ keys: [String]) -> Void)?
+
+  /// One line. A NaN or infinite value is written as null (JSON has no NaN) and reported
+  /// through `onNonFinite`: the line is never dropped.
   public func write(_ m: Metrics, step: Int) {
-    var obj: [String: Any] = m
+    var obj: [String: Any] = [:]
+    var bad: [String] = []
+    for (k, v) in m {
+      if v.isFinite { obj[k] = v } else { obj[k] = NSNull(); bad.append(k) }
+    }
     obj["step"] = step
+    if !bad.isEmpty { onNonFinite?(step, bad.sorted()) }
     writeRaw(obj)
   }
-  /// Any JSON object (it must hold a "step" for resume truncation to keep it).
+  /// Any JSON object (it must hold a "step" for resume truncation to keep it); values that
+  /// JSON cannot hold are written as null.
   public func writeRaw(_ obj: [String: Any]) {
-    guard let data = try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) else { return }
+    var clean = obj
+    for (k, v) in obj { if let d = v as? Double, !d.isFinite { clean[k] = NSNull() } }
+    guard let data = try? JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys]) else { return }
     handle.write(data + Data("\n".utf8))
   }
   deinit { try? handle.close() }

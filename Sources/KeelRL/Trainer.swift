@@ -152,6 +152,9 @@ public final class Trainer {
     guard comm.isRoot else { return }
     let keep = checkpoint != nil ? step : nil
     metricsWriter = try JSONLWriter(path: run.path + "/metrics.jsonl", truncateToStepAtMost: keep)
+    metricsWriter?.onNonFinite = { [log] step, keys in
+      log("warning: step \(step): \(keys.joined(separator: ", ")) not finite; written as null in metrics.jsonl")
+    }
     if config.bool("diagnostics.enabled") {
       diagnosticsWriter = try JSONLWriter(path: run.path + "/diagnostics.jsonl", truncateToStepAtMost: keep)
     }

@@ -114,3 +114,24 @@ final class StatisticsTests: XCTestCase {
     XCTAssertEqual(reports[0].change.verdict, .better)
   }
 }
+
+/// metrics.jsonl keeps a line whose value is NaN (as null) and says so; the report reads the rest.
+final class MetricsLineTests: XCTestCase {
+  func testANaNMetricIsWrittenAsNullAndReported() throws {
+    let dir = TestSupport.tempDir("keel-nan-line")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let w = try JSONLWriter(path: dir + "/metrics.jsonl")
+    var reported: [(Int, [String])] = []
+    w.onNonFinite = { reported.append(($0, $1)) }
+    w.write(["loss": 0.5, "clip_fraction": .nan, "kl": .infinity], step: 3)
+    w.write(["loss": 0.25], step: 4)
+    let lines = try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+    XCTAssertEqual(lines.count, 2, "the NaN line is kept")
+    let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
+    XCTAssertTrue(first["clip_fraction"] is NSNull && first["kl"] is NSNull)
+    XCTAssertEqual(first["loss"] as? Double, 0.5)
+    XCTAssertEqual(reported.map(\.0), [3])
+    XCTAssertEqual(reported.first?.1, ["clip_fraction", "kl"])
+    XCTAssertEqual(Report.load(dir).map { $0["loss"] }, [0.5, 0.25])
+  }
+}
