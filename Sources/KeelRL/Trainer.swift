@@ -138,6 +138,7 @@ public final class Trainer {
     } else {
       policy = Policy(store: ParameterStore(config: modelConfig, seed: seed), precision: precision, threads: threads)
     }
+    policy.optimizer.weightDecay = Float(config.float("train.weight_decay"))
     if config.bool("train.kl_ref") {
       let refStore = coldDir.map { try? Checkpoint.load(directory: $0).0 } ?? nil
       reference = TrainingEngine(store: refStore ?? policy.store.copy(), compute: policy.engine.compute)

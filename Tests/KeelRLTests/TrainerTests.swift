@@ -243,3 +243,35 @@ final class RewardMarkerTests: XCTestCase {
     XCTAssertTrue(p2.reward.parameters.contains { $0.0.name == "marker" && $0.1 == .string("=") })
   }
 }
+
+final class WeightDecayTests: XCTestCase {
+  /// train.weight_decay reaches AdamW: one step from the same weights on the same rollouts, with
+  /// decay wd and without, differ by exactly the decoupled term −lr·wd·θ₀ (PyTorch's AdamW:
+  /// θ ← θ·(1 − lr·wd) − step), element by element.
+  func testWeightDecayIsAdamWsDecoupledDecay() throws {
+    setenv("KEEL_CACHE", NSTemporaryDirectory() + "keel-test-cache", 1)
+    setenv("KEEL_PLUGIN_PATH", TestSupport.binDir, 1)
+    let lr = 1e-3, wd = 0.1
+    func oneStep(_ decay: Double) throws -> (after: [Float], before: [Float]) {
+      let path = TestSupport.tempDir("keel-wd")
+      let config = try ConfigSchema.resolve(file: [:], overrides: ["preset": "test", "steps": "1", "train.lr": "\(lr)", "train.weight_decay": "\(decay)"])
+      let run = try RunDirectory(path: path, create: true)
+      let trainer = try Trainer(config: config, run: run, quiet: true, log: { _ in })
+      try trainer.prepare(resumeFrom: nil)
+      let before = Array(UnsafeBufferPointer(start: trainer.policy.store.values.p, count: trainer.policy.store.layout.count))
+      _ = try trainer.train(steps: 1)
+      return (Array(UnsafeBufferPointer(start: trainer.policy.store.values.p, count: trainer.policy.store.layout.count)), before)
+    }
+    let plain = try oneStep(0), decayed = try oneStep(wd)
+    XCTAssertEqual(plain.before, decayed.before)
+    var worst = 0.0, moved = 0
+    for i in plain.before.indices {
+      let want = -lr * wd * Double(plain.before[i])
+      let got = Double(decayed.after[i]) - Double(plain.after[i])
+      worst = max(worst, abs(got - want) / (abs(want) + 1e-6))
+      if plain.after[i] != decayed.after[i] { moved += 1 }
+    }
+    XCTAssertLessThan(worst, 0.05, "decayed − plain = −lr·wd·θ₀ within float rounding of θ·(1 − lr·wd)")
+    XCTAssertGreaterThan(moved, plain.before.count / 2)
+  }
+}
