@@ -72,7 +72,7 @@ let package = Package(
                       plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]),
     .target(name: "KeelPluginHost", dependencies: ["KeelABI", "CFFI", "KeelRandom"],
             path: "Sources/KeelPluginHost"),
-    .target(name: "KeelRL", dependencies: ["KeelModel", "KeelRandom", "KeelTasks", "KeelPluginHost", "KeelDistributed", "Yams"],
+    .target(name: "KeelRL", dependencies: ["KeelModel", "KeelRandom", "KeelTasks", "KeelTokenizer", "KeelPluginHost", "KeelDistributed", "Yams"],
             path: "Sources/KeelRL"),
     .executableTarget(name: "keel",
                       dependencies: ["KeelPluginHost", "KeelModel", "KeelRandom", "KeelRL", "KeelTasks", "KeelTokenizer",
@@ -86,7 +86,7 @@ let package = Package(
     .testTarget(name: "KeelTokenizerTests", dependencies: ["KeelTokenizer", "KeelTestSupport"], path: "Tests/KeelTokenizerTests"),
     .testTarget(name: "KeelModelTests", dependencies: ["KeelModel", "KeelKernels", "KeelRandom"], path: "Tests/KeelModelTests"),
     .testTarget(name: "KeelRLTests", dependencies: ["KeelRL", "KeelModel", "KeelPluginHost", "KeelTestSupport"], path: "Tests/KeelRLTests"),
-    .testTarget(name: "KeelCLITests", dependencies: ["KeelPluginHost", "KeelRL", "KeelModel", "KeelTasks", "KeelTestSupport"],
+    .testTarget(name: "KeelCLITests", dependencies: ["KeelPluginHost", "KeelRL", "KeelModel", "KeelTasks", "KeelTokenizer", "KeelTestSupport"],
                 path: "Tests/KeelCLITests"),
   ] + builtinPlugins.map { $0.1 },
   swiftLanguageModes: [.v6]

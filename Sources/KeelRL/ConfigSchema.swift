@@ -66,6 +66,7 @@ public enum ConfigSchema {
     k("task.eval_size", .int, .int(500), "held-out problems scored at each evaluation"),
     k("task.marker", .optionalString, .null, "final-answer marker (the answer is the text after its last occurrence): null = the task's own ('#' for scratchpad, '' otherwise), or reward.params.marker when that is set"),
     k("model.preset", .string, .string("moe"), "moe (Qwen3-MoE: hidden 128, 4 layers, 8 experts × 256, top-2) | dense (FFN 512) | tiny", ["moe", "dense", "tiny"]),
+    k("model.checkpoint", .optionalString, .null, "start RL from this checkpoint directory instead of model.preset and the cold start: Keel's or a Hugging Face one (config.json, *.safetensors; its tokenizer.json, when present, becomes the run's tokenizer)"),
     k("coldstart.checkpoint", .string, .string("auto"), "auto (made by `keel sft` on first use and cached) | a checkpoint directory | none (random init)"),
     k("coldstart.teacher", .string, .string("careful"), "teacher of the cold start demonstrations: careful | sloppy (30% random digit errors) | terse | forgetful (forgets carries 75% of the time)", ["careful", "sloppy", "terse", "forgetful"]),
     k("coldstart.target_accuracy", .float, .float(0.25), "stop the cold start once greedy accuracy on a train-split validation set reaches this"),

@@ -53,7 +53,7 @@ public enum Evaluator {
   /// Score `problems` with the grader (the one definition of correct: Grader.swift).
   /// Over several ranks each scores its share of the problems (sampling is keyed by the
   /// problem's index, so the result does not depend on the number of ranks).
-  public static func run(_ policy: Policy, problems: [Problem], tokenizer: CharTokenizer, grader: Grader, samples: Int,
+  public static func run(_ policy: Policy, problems: [Problem], tokenizer: any PolicyTokenizer, grader: Grader, samples: Int,
                          temperature: Float, maxTokens: Int, seed: UInt64,
                          comm: Communicator = .single) throws -> EvalResult {
     let share = comm.share(of: problems.count)
@@ -63,7 +63,7 @@ public enum Evaluator {
       for (j, p) in prompts.enumerated() {
         for s in 0..<k { reqs.append(SampleRequest(prompt: p, promptIndex: share.lowerBound + j, sampleIndex: s)) }
       }
-      let out = policy.sampler.generate(reqs, params: SamplingParams(temperature: t, maxTokens: maxTokens, stopTokens: [CharTokenizer.eos]),
+      let out = policy.sampler.generate(reqs, params: SamplingParams(temperature: t, maxTokens: maxTokens, stopTokens: Set(tokenizer.stopTokens)),
                                         seed: seed ^ 0xE7A1, step: 0)
       let ok = try grader.correct(out.map { tokenizer.decode($0.tokens) }, reqs.map { problems[$0.promptIndex] })
       return Double(ok.filter { $0 }.count)

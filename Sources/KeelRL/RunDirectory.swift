@@ -64,7 +64,7 @@ public struct RunDirectory: Sendable {
   }
 
   /// Write into a temp directory, then rename: a checkpoint is complete or absent.
-  public func saveCheckpoint(step: Int, policy: Policy, plugins: PluginSet, state: RunState) throws {
+  public func saveCheckpoint(step: Int, policy: Policy, plugins: PluginSet, tokenizer: HFPolicyTokenizer? = nil, state: RunState) throws {
     let name = String(format: "step-%06d", step)
     let final = path + "/checkpoints/" + name, tmp = final + ".tmp"
     try? FileManager.default.removeItem(atPath: tmp)
@@ -73,6 +73,7 @@ public struct RunDirectory: Sendable {
     enc.outputFormatting = [.prettyPrinted, .sortedKeys]
     try enc.encode(state).write(to: URL(fileURLWithPath: tmp + "/run_state.json"))
     try plugins.saveStates(directory: tmp)
+    try tokenizer?.copy(to: tmp)  // a Hugging Face directory again: AutoTokenizer loads it
     try? FileManager.default.removeItem(atPath: final)
     try FileManager.default.moveItem(atPath: tmp, toPath: final)
     try writeAtomically(Data(name.utf8), to: path + "/checkpoints/latest")

@@ -23,7 +23,7 @@ extension Trainer {
       for g in 0..<G { requests.append(SampleRequest(prompt: p, promptIndex: (step - 1) * B + share.lowerBound + j, sampleIndex: g)) }
     }
     let params = SamplingParams(temperature: Float(config.float("sampler.temperature")), topP: Float(config.float("sampler.top_p")),
-                                topK: config.int("sampler.top_k"), maxTokens: config.int("sampler.max_tokens"), stopTokens: [CharTokenizer.eos])
+                                topK: config.int("sampler.top_k"), maxTokens: config.int("sampler.max_tokens"), stopTokens: Set(tokenizer.stopTokens))
     let (samples, tSample) = timed { policy.sampler.generate(requests, params: params, seed: seed, step: step) }
     m["time_sampling"] = tSample
     let k = modelConfig.isMoE ? modelConfig.numExpertsPerTok : 0

@@ -34,7 +34,8 @@ public final class Trainer {
   public let comm: Communicator
   let log: (String) -> Void
   let quiet: Bool
-  let tokenizer = CharTokenizer()
+  /// Keel's character table, or the Hugging Face tokenizer of model.checkpoint.
+  let tokenizer: any PolicyTokenizer
   let dataset: Dataset
   /// The one definition of correct (Grader.swift): made in prepare().
   var grader: Grader!
@@ -67,7 +68,14 @@ public final class Trainer {
     self.quiet = quiet || !comm.isRoot
     self.log = log
     dataset = try Self.dataset(config)
-    modelConfig = try ModelPreset.config(config.string("model.preset"), vocab: tokenizer.vocabSize)
+    if let dir = config.optionalString("model.checkpoint") {
+      modelConfig = try Checkpoint.loadConfig(directory: dir)
+      tokenizer = try HFPolicyTokenizer.inDirectory(dir) ?? CharTokenizer()
+    } else {
+      tokenizer = CharTokenizer()
+      modelConfig = try ModelPreset.config(config.string("model.preset"), vocab: tokenizer.vocabSize)
+    }
+    try Self.checkVocabulary(model: modelConfig.vocabSize, tokenizer: tokenizer, what: config.optionalString("model.checkpoint") ?? "model.preset")
     try validate()
   }
 
@@ -90,6 +98,14 @@ public final class Trainer {
     let name = config.string("eval.reward")
     let params = name == config.string("reward.name") ? config.pluginParams["reward"] ?? [:] : [:]
     return try Grader(reward: name, marker: marker, threshold: config.float("eval.threshold"), params: params)
+  }
+
+  /// The model must have an embedding for every id the tokenizer produces.
+  static func checkVocabulary(model: Int, tokenizer: any PolicyTokenizer, what: String) throws {
+    guard tokenizer.vocabSize <= model else {
+      let which = tokenizer is HFPolicyTokenizer ? "the tokenizer's (tokenizer.json)" : "Keel's character table's"
+      throw TrainerError(message: "\(what): the model's vocabulary has \(model) tokens but \(which) ids go up to \(tokenizer.vocabSize - 1) (\(tokenizer.vocabSize) tokens); use a checkpoint whose vocab_size covers its tokenizer")
+    }
   }
 
   func validate() throws {
@@ -134,6 +150,7 @@ public final class Trainer {
       try plugins.loadStates(directory: checkpoint)
     } else if let coldDir {
       let (store, _) = try Checkpoint.load(directory: coldDir)
+      try Self.checkVocabulary(model: store.layout.config.vocabSize, tokenizer: tokenizer, what: coldDir)
       policy = Policy(store: store, precision: precision, threads: threads)
     } else {
       policy = Policy(store: ParameterStore(config: modelConfig, seed: seed), precision: precision, threads: threads)
@@ -184,6 +201,7 @@ public final class Trainer {
 
   /// `make: false` (ranks other than 0) only looks the cache up: rank 0 made it.
   func coldStartDirectory(make: Bool = true) throws -> String? {
+    if let start = config.optionalString("model.checkpoint") { return start }
     let value = config.string("coldstart.checkpoint")
     switch value {
     case "none": return nil
@@ -305,7 +323,7 @@ public final class Trainer {
 
   func checkpoint() throws {
     guard comm.isRoot else { return }
-    try run.saveCheckpoint(step: step, policy: policy, plugins: plugins,
+    try run.saveCheckpoint(step: step, policy: policy, plugins: plugins, tokenizer: tokenizer as? HFPolicyTokenizer,
                            state: RunState(step: step, trainSeconds: trainSeconds, coldStartEval: coldStartEval,
                                            evalHistory: evalHistory.map { .init(step: $0.step, greedy: $0.greedy, sampled: $0.sampled, trainSeconds: $0.trainSeconds) }))
   }

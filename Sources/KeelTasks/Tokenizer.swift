@@ -2,7 +2,20 @@
 // vocab_size): 3 specials, digits, arithmetic and punctuation, lowercase letters. Enough for
 // every built-in task and for small JSONL datasets of the same alphabet; an unknown
 // character is an error naming it and its position.
-public struct CharTokenizer: Sendable {
+/// What the RL loop needs of a tokenizer: prompts to ids, generated ids to text, when to stop.
+/// Keel's character table and a Hugging Face tokenizer (KeelRL/HFPolicyTokenizer.swift) conform.
+public protocol PolicyTokenizer: Sendable {
+  /// One more than the largest id it produces.
+  var vocabSize: Int { get }
+  /// The ids a prompt is given to the policy as.
+  func encodePrompt(_ text: String) throws -> [Int32]
+  /// The text of generated ids, up to the first stop token; special tokens dropped.
+  func decode(_ ids: [Int32]) -> String
+  /// Tokens that end a response.
+  var stopTokens: [Int32] { get }
+}
+
+public struct CharTokenizer: PolicyTokenizer {
   public static let pad: Int32 = 0, bos: Int32 = 1, eos: Int32 = 2
   public static let symbols: [Character] = Array("0123456789+-*/=,.:;#<>()[] ?!'\"_|\nabcdefghijklmnopqrstuvwxyz")
   let index: [Character: Int32]
@@ -14,6 +27,7 @@ public struct CharTokenizer: Sendable {
   }
 
   public var vocabSize: Int { Self.symbols.count + 3 }
+  public var stopTokens: [Int32] { [Self.eos] }
 
   public func encode(_ text: String) throws -> [Int32] {
     var out: [Int32] = []

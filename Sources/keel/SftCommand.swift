@@ -103,18 +103,22 @@ struct EvalCommand: ParsableCommand {
     let grader = try Trainer.grader(config, marker: data.answerMarker)
     let p = SamplerPrecision(rawValue: config.string("sampler.precision"))!
     let (store, _) = try Checkpoint.load(directory: dir)
+    // a checkpoint of a Hugging Face run carries its tokenizer.json
+    let tok: any PolicyTokenizer = try HFPolicyTokenizer.inDirectory(dir) ?? CharTokenizer()
+    guard tok.vocabSize <= store.layout.config.vocabSize else {
+      throw ValidationError("\(dir): the model's vocabulary has \(store.layout.config.vocabSize) tokens but the tokenizer's ids go up to \(tok.vocabSize - 1)")
+    }
     let policy = Policy(store: store, precision: p, threads: threads)
     let k = config.int("eval.samples"), t = config.float("sampler.temperature"), maxTok = config.int("sampler.max_tokens")
     let seedValue = UInt64(config.int("seed"))
-    let r = try Evaluator.run(policy, problems: data.eval, tokenizer: CharTokenizer(), grader: grader, samples: k, temperature: Float(t),
+    let r = try Evaluator.run(policy, problems: data.eval, tokenizer: tok, grader: grader, samples: k, temperature: Float(t),
                               maxTokens: maxTok, seed: seedValue)
     print(String(format: "eval_accuracy %.4f (mean over %d samples at T=%.2f), eval_accuracy_greedy %.4f, %d problems (%@, %@ sampler, %@)",
                  r.accuracy, k, t, r.greedyAccuracy, data.eval.count, data.name, p.rawValue, dir))
     if show > 0 {
-      let tok = CharTokenizer()
       let shown = Array(data.eval.prefix(show))
       let reqs = try shown.enumerated().map { SampleRequest(prompt: try tok.encodePrompt($0.element.prompt), promptIndex: $0.offset, sampleIndex: 0) }
-      let out = policy.sampler.generate(reqs, params: SamplingParams(temperature: 0, maxTokens: maxTok, stopTokens: [CharTokenizer.eos]), seed: seedValue, step: 0)
+      let out = policy.sampler.generate(reqs, params: SamplingParams(temperature: 0, maxTokens: maxTok, stopTokens: Set(tok.stopTokens)), seed: seedValue, step: 0)
       let texts = out.map { tok.decode($0.tokens) }
       for ((pr, text), ok) in zip(zip(shown, texts), try grader.correct(texts, shown)) {
         print("\(ok ? "✓" : "✗") \(pr.prompt)\(text)   (answer \(pr.answer))")

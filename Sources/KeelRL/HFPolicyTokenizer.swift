@@ -1,0 +1,44 @@
+// HFPolicyTokenizer.swift — a Hugging Face tokenizer directory as the policy's tokenizer:
+// prompts are encoded verbatim with the tokenizer's own template (add_special_tokens, so a
+// BOS is added where the post-processor says so); a response stops at any eos id
+// (generation_config.json's list, else tokenizer_config.json's eos_token); decoding drops
+// special tokens. How to apply a chat template: render it into the prompt text beforehand.
+import Foundation
+import KeelTasks
+import KeelTokenizer
+
+public struct HFPolicyTokenizer: PolicyTokenizer {
+  public let tokenizer: HFTokenizer
+  public let directory: String
+  /// The files a checkpoint carries along so transformers' AutoTokenizer can load it.
+  public static let files = ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"]
+
+  public init(directory: String) throws {
+    tokenizer = try HFTokenizer(directory: directory)
+    self.directory = directory
+    guard !tokenizer.eos.isEmpty else {
+      throw TrainerError(message: "\(directory): the tokenizer has no eos token (set eos_token in tokenizer_config.json or eos_token_id in generation_config.json): responses could never stop")
+    }
+  }
+
+  /// The directory's tokenizer when it has a tokenizer.json, else nil.
+  public static func inDirectory(_ directory: String) throws -> HFPolicyTokenizer? {
+    FileManager.default.fileExists(atPath: directory + "/tokenizer.json") ? try HFPolicyTokenizer(directory: directory) : nil
+  }
+
+  public var vocabSize: Int { tokenizer.vocabSize }
+  public var stopTokens: [Int32] { tokenizer.eos }
+  public func encodePrompt(_ text: String) throws -> [Int32] { try tokenizer.encode(text, addSpecialTokens: true) }
+  public func decode(_ ids: [Int32]) -> String {
+    let end = ids.firstIndex(where: stopTokens.contains) ?? ids.count
+    return tokenizer.decode(Array(ids[..<end]), skipSpecialTokens: true)
+  }
+
+  /// Copy the tokenizer files into a checkpoint directory.
+  public func copy(to checkpoint: String) throws {
+    for f in Self.files where FileManager.default.fileExists(atPath: directory + "/" + f) {
+      try? FileManager.default.removeItem(atPath: checkpoint + "/" + f)
+      try FileManager.default.copyItem(atPath: directory + "/" + f, toPath: checkpoint + "/" + f)
+    }
+  }
+}
