@@ -1,5 +1,6 @@
 // Dataset.swift — where problems come from: a procedural task (train/eval split) or a user's
-// JSONL file, one object per line: {"prompt": …, "answer": …, "task"?: …, any other fields}.
+// JSONL file, one object per line: {"prompt": …, "answer": …, "task"?: …, any other fields}
+// (field names configurable), held out by the split hash or given as a second file.
 // Both split by the same well-mixed prompt hash (TaskSplit.split(of:)): a JSONL row hashed to
 // the held-out split is held out (up to evalCount), every other row trains.
 // The other fields are passed to reward plugins as the row's extra JSON; `task` selects the
@@ -24,31 +25,26 @@ public struct Dataset: Sendable {
     answerMarker = marker ?? task.answerMarker
   }
 
-  /// JSONL: rows whose prompt hashes to the held-out split are held out (up to `evalCount`).
+  /// JSONL: rows whose prompt hashes to the held-out split are held out (up to `evalCount`),
+  /// or, with `evalPath`, the held-out rows are that file's (up to `evalCount`) and every row of
+  /// `path` trains — a prompt in both files is an error (it would be trained on and judged on).
   /// `marker`: the final-answer marker that evaluation (and the reward, unless it sets its own) uses.
-  public init(jsonl path: String, evalCount: Int, marker: String = "") throws {
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-      throw TaskError.invalid("dataset \(path): cannot read the file")
-    }
-    var rows: [Problem] = []
-    for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-      let trimmed = line.trimmingCharacters(in: .whitespaces)
-      if trimmed.isEmpty { continue }
-      guard let obj = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any] else {
-        throw TaskError.invalid("dataset \(path):\(n + 1): not a JSON object")
-      }
-      guard let prompt = obj["prompt"] as? String else { throw TaskError.invalid("dataset \(path):\(n + 1): field 'prompt' (a string) is missing") }
-      guard let answer = obj["answer"].map({ "\($0)" }) else { throw TaskError.invalid("dataset \(path):\(n + 1): field 'answer' is missing") }
-      let task = obj["task"] as? String ?? "jsonl"
-      var extra = obj
-      for k in ["prompt", "answer", "task"] { extra.removeValue(forKey: k) }
-      let extraJSON = String(decoding: try JSONSerialization.data(withJSONObject: extra, options: [.sortedKeys]), as: UTF8.self)
-      rows.append(Problem(prompt: prompt, answer: answer, task: task, extraJSON: extraJSON))
-    }
-    guard rows.count >= 2 else { throw TaskError.invalid("dataset \(path): needs at least 2 rows, found \(rows.count)") }
+  public init(jsonl path: String, evalPath: String? = nil, evalCount: Int, marker: String = "", fields: JSONLFields = .init()) throws {
+    let rows = try Self.rows(path, fields: fields)
     var train: [Problem] = [], eval: [Problem] = []
-    for r in rows { (TaskSplit.split(of: r.prompt) == .eval && eval.count < evalCount ? { eval.append(r) } : { train.append(r) })() }
-    if eval.isEmpty { eval.append(train.removeLast()) }
+    if let evalPath {
+      train = rows
+      eval = Array(try Self.rows(evalPath, fields: fields).prefix(evalCount))
+      let trained = Set(train.map { Array($0.prompt.utf8) })
+      let shared = eval.filter { trained.contains(Array($0.prompt.utf8)) }
+      if let first = shared.first {
+        throw TaskError.invalid("dataset \(evalPath): \(shared.count) held-out prompt(s) also appear in the training file \(path) (e.g. \"\(first.prompt)\"): a held-out set must not be trained on")
+      }
+    } else {
+      guard rows.count >= 2 else { throw TaskError.invalid("dataset \(path): needs at least 2 rows, found \(rows.count)") }
+      for r in rows { (TaskSplit.split(of: r.prompt) == .eval && eval.count < evalCount ? { eval.append(r) } : { train.append(r) })() }
+      if eval.isEmpty { eval.append(train.removeLast()) }
+    }
     name = (path as NSString).lastPathComponent
     self.train = train
     self.eval = eval
@@ -56,10 +52,43 @@ public struct Dataset: Sendable {
     answerMarker = marker
   }
 
+  /// A JSONL file's rows: `fields.prompt` (a string) and `fields.answer` (any JSON value, as
+  /// text) are required; `fields.task` selects the reward for the row; every other field is the
+  /// row's extra JSON for the reward plugins.
+  static func rows(_ path: String, fields: JSONLFields) throws -> [Problem] {
+    guard let data = FileManager.default.contents(atPath: path) else {
+      throw TaskError.invalid("dataset \(path): cannot read the file")
+    }
+    var rows: [Problem] = []
+    for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+      let trimmed = line.trimmingCharacters(in: .whitespaces)
+      if trimmed.isEmpty { continue }
+      guard let obj = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any] else {
+        throw TaskError.invalid("dataset \(path):\(n + 1): not a JSON object")
+      }
+      guard let prompt = obj[fields.prompt] as? String else { throw TaskError.invalid("dataset \(path):\(n + 1): field '\(fields.prompt)' (a string) is missing") }
+      guard let answer = obj[fields.answer].map({ "\($0)" }) else { throw TaskError.invalid("dataset \(path):\(n + 1): field '\(fields.answer)' is missing") }
+      let task = obj[fields.task] as? String ?? "jsonl"
+      var extra = obj
+      for k in [fields.prompt, fields.answer, fields.task] { extra.removeValue(forKey: k) }
+      let extraJSON = String(decoding: try JSONSerialization.data(withJSONObject: extra, options: [.sortedKeys]), as: UTF8.self)
+      rows.append(Problem(prompt: prompt, answer: answer, task: task, extraJSON: extraJSON))
+    }
+    return rows
+  }
+
   /// The training problem at a global index (cycling through a JSONL file).
   public func trainProblem(_ index: Int) -> Problem {
     if let train { return train[index % train.count] }
     return split!.problem(.train, index: index, stream: .rl)
+  }
+}
+
+/// Which JSONL fields hold the prompt, the reference answer and the row's task.
+public struct JSONLFields: Sendable {
+  public var prompt = "prompt", answer = "answer", task = "task"
+  public init(prompt: String = "prompt", answer: String = "answer", task: String = "task") {
+    self.prompt = prompt; self.answer = answer; self.task = task
   }
 }
 

@@ -168,6 +168,29 @@ final class SplitTests: XCTestCase {
     XCTAssertLessThan(stat, Self.chiSquareCritical(df: max(df, 1)))
   }
 
+  func testJSONLFieldNamesAndASecondFileOfHeldOutRows() throws {
+    let dir = NSTemporaryDirectory() + "keel-jsonl2-\(UUID().uuidString.prefix(8))"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let train = (0..<30).map { "{\"question\": \"\($0)+1=\", \"solution\": \($0 + 1), \"level\": 2}" }
+    let held = (100..<110).map { "{\"question\": \"\($0)+1=\", \"solution\": \($0 + 1)}" }
+    try train.joined(separator: "\n").write(toFile: dir + "/train.jsonl", atomically: true, encoding: .utf8)
+    try held.joined(separator: "\n").write(toFile: dir + "/held.jsonl", atomically: true, encoding: .utf8)
+    let fields = JSONLFields(prompt: "question", answer: "solution")
+    let d = try Dataset(jsonl: dir + "/train.jsonl", evalPath: dir + "/held.jsonl", evalCount: 8, fields: fields)
+    XCTAssertEqual(d.train?.count, 30, "every row of the training file trains")
+    XCTAssertEqual(d.eval.map(\.prompt), (100..<108).map { "\($0)+1=" })
+    XCTAssertEqual(d.eval[0].answer, "101")
+    XCTAssertEqual(d.train?[3].extraJSON, "{\"level\":2}", "other fields reach the reward plugins")
+    // a held-out prompt that is also trained on is refused
+    try (held + ["{\"question\": \"5+1=\", \"solution\": 6}"]).joined(separator: "\n").write(toFile: dir + "/held.jsonl", atomically: true, encoding: .utf8)
+    XCTAssertThrowsError(try Dataset(jsonl: dir + "/train.jsonl", evalPath: dir + "/held.jsonl", evalCount: 100, fields: fields)) {
+      XCTAssertTrue("\($0)".contains("1 held-out prompt(s) also appear in the training file") && "\($0)".contains("5+1="), "\($0)")
+    }
+    // a missing field is named with its configured name
+    XCTAssertThrowsError(try Dataset(jsonl: dir + "/train.jsonl", evalCount: 8)) { XCTAssertTrue("\($0)".contains("field 'prompt' (a string) is missing"), "\($0)") }
+  }
+
   func testATaskTooSmallToSplitIsRefused() throws {
     XCTAssertThrowsError(try TaskSplit(generator: SortingTask(count: 1, maxValue: 1), seed: 1).checkPopulated()) { e in
       XCTAssertTrue("\(e)".contains("too few distinct prompts") && "\(e)".contains("sorting(count=1,max=1)"), "\(e)")
