@@ -21,14 +21,26 @@ public struct HFPolicyTokenizer: PolicyTokenizer {
     }
   }
 
-  /// The directory's tokenizer when it has a tokenizer.json, else nil.
+  /// Tokenizer files of other formats, which Keel does not read.
+  public static let foreignFiles = ["tokenizer.model", "vocab.json", "merges.txt", "vocab.txt", "spiece.model"]
+
+  /// The directory's tokenizer when it has a tokenizer.json, else nil (Keel's character table);
+  /// a directory with only another tokenizer format is an error (its ids would be silently wrong).
   public static func inDirectory(_ directory: String) throws -> HFPolicyTokenizer? {
-    FileManager.default.fileExists(atPath: directory + "/tokenizer.json") ? try HFPolicyTokenizer(directory: directory) : nil
+    if FileManager.default.fileExists(atPath: directory + "/tokenizer.json") { return try HFPolicyTokenizer(directory: directory) }
+    if let f = foreignFiles.first(where: { FileManager.default.fileExists(atPath: directory + "/" + $0) }) {
+      throw TrainerError(message: "\(directory) has \(f) but no tokenizer.json: Keel reads only tokenizer.json (save one with transformers: AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR))")
+    }
+    return nil
   }
 
   public var vocabSize: Int { tokenizer.vocabSize }
   public var stopTokens: [Int32] { tokenizer.eos }
-  public func encodePrompt(_ text: String) throws -> [Int32] { try tokenizer.encode(text, addSpecialTokens: true) }
+  public func encodePrompt(_ text: String) throws -> [Int32] {
+    let ids = try tokenizer.encode(text, addSpecialTokens: true)
+    guard !ids.isEmpty else { throw TrainerError(message: "prompt \(text.debugDescription) encodes to no tokens with \(directory)/tokenizer.json") }
+    return ids
+  }
   public func decode(_ ids: [Int32]) -> String {
     let end = ids.firstIndex(where: stopTokens.contains) ?? ids.count
     return tokenizer.decode(Array(ids[..<end]), skipSpecialTokens: true)

@@ -79,8 +79,20 @@ enum PostProcessor {
       for case .special(let name) in single where ids[name] == nil {
         throw TokenizerError("tokenizer.json: TemplateProcessing uses special token \"\(name)\" that special_tokens does not define")
       }
+      for (name, list) in ids where list.contains(where: { $0 < 0 || $0 > Int(Int32.max) }) {
+        throw TokenizerError("tokenizer.json: TemplateProcessing special token \"\(name)\" has an id outside 0 … \(Int32.max)")
+      }
       self = .template(single, ids.mapValues { $0.map(Int32.init) })
     case .sequence(let list): self = .sequence(try list.map { try PostProcessor($0) })
+    }
+  }
+
+  /// Every id a template can add.
+  var ids: [Int32] {
+    switch self {
+    case .none: return []
+    case .template(_, let specials): return specials.values.flatMap { $0 }
+    case .sequence(let list): return list.flatMap(\.ids)
     }
   }
 

@@ -92,8 +92,7 @@ public final class HFTokenizer: @unchecked Sendable {
       model = .bpe(try BPEModel(vocab: vocab, merges: merges, unk: unk, prefix: prefix, suffix: suffix,
                                 fuseUnk: fuseUnk, byteFallback: byteFallback, ignoreMerges: ignoreMerges))
     case .wordLevel(let vocab, let unk):
-      var v: [Bytes: Int32] = [:]
-      for (k, id) in vocab { v[bytes(k)] = Int32(id) }
+      let v = try vocabulary(vocab)
       model = .wordLevel(WordLevelModel(vocab: v, unk: unk.flatMap { v[bytes($0)] }, unkName: unk))
     }
     let modelVocab: [Bytes: Int32]
@@ -106,8 +105,20 @@ public final class HFTokenizer: @unchecked Sendable {
     postProcessor = try PostProcessor(spec.post_processor)
     decoder = try spec.decoder.map(TokenDecoder.init)
     var raw: [Added] = [], normalized: [Added] = [], byId: [Int32: Added] = [:]
+    // the library ignores an added token's id and assigns its own (the model's id for a token
+    // it has, else the next free one): a file whose ids say otherwise would encode differently
+    var assigned: [Bytes: Int] = [:]
+    var maxAdded: Int? = nil
     for t in spec.added_tokens ?? [] {
       guard t.id >= 0, t.id < Int(Int32.max), !t.content.isEmpty else { throw TokenizerError("\(source): added token \(t.id) \"\(t.content)\" is invalid") }
+      let key = bytes(t.content), size = modelVocab.count
+      let expected = assigned[key] ?? modelVocab[key].map(Int.init)
+        ?? (maxAdded.map { $0 >= size || size == 0 ? $0 + 1 : size } ?? size)
+      guard expected == t.id else {
+        throw TokenizerError("\(source): added token \"\(t.content)\" has id \(t.id), but the tokenizers library gives it id \(expected) (it ignores the file's ids); Keel does not read such files")
+      }
+      assigned[key] = expected
+      maxAdded = max(maxAdded ?? expected, expected)
       let special = t.special ?? false
       let isNormalized = t.normalized ?? !special
       let text = isNormalized ? (normalizer?.apply(t.content) ?? t.content) : t.content
@@ -124,7 +135,7 @@ public final class HFTokenizer: @unchecked Sendable {
     var reverse: [Int32: String] = [:]
     for (k, v) in modelVocab { reverse[v] = String(decoding: k, as: UTF8.self) }
     idToToken = reverse
-    vocabSize = Int(max(modelVocab.values.max() ?? -1, byId.keys.max() ?? -1)) + 1
+    vocabSize = Int(max(modelVocab.values.max() ?? -1, byId.keys.max() ?? -1, postProcessor.ids.max() ?? -1)) + 1
   }
 
   /// The id of a token string (an added token or a model token).
@@ -175,7 +186,12 @@ public final class HFTokenizer: @unchecked Sendable {
     let s = Array(text.unicodeScalars)
     var out: [(String, Int32?)] = []
     func str(_ a: Int, _ b: Int) -> String { String(String.UnicodeScalarView(s[a..<b])) }
-    func isWord(_ c: Unicode.Scalar) -> Bool { c.properties.isAlphabetic || c.properties.numericType != nil }
+    // the regex class \w, as the library's single_word check uses it
+    func isWord(_ c: Unicode.Scalar) -> Bool {
+      let p = c.properties
+      return p.isAlphabetic || p.isJoinControl
+        || [.nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber, .connectorPunctuation].contains(p.generalCategory)
+    }
     var startOffset = 0, pos = 0
     while pos < s.count {
       var best: Added? = nil

@@ -10,6 +10,16 @@
 //   WordLevel  the piece's id, else the unk token's (no unk token: an error).
 import Foundation
 
+/// A vocabulary keyed by bytes; ids must fit Keel's Int32 ids (0 … 2^31 − 1).
+func vocabulary(_ vocab: [String: Int]) throws -> [Bytes: Int32] {
+  var v: [Bytes: Int32] = [:]
+  for (k, id) in vocab {
+    guard id >= 0, id <= Int(Int32.max) else { throw TokenizerError("tokenizer.json: vocabulary id \(id) of \"\(k)\" is outside 0 … \(Int32.max)") }
+    v[bytes(k)] = Int32(id)
+  }
+  return v
+}
+
 /// A string's exact bytes as a dictionary key.
 typealias Bytes = [UInt8]
 @inline(__always) func bytes(_ s: String) -> Bytes { Array(s.utf8) }
@@ -25,8 +35,7 @@ final class BPEModel: @unchecked Sendable {
 
   init(vocab: [String: Int], merges: [MergeSpec], unk: String?, prefix: String?, suffix: String?,
        fuseUnk: Bool, byteFallback: Bool, ignoreMerges: Bool) throws {
-    var v: [Bytes: Int32] = [:]
-    for (k, id) in vocab { v[bytes(k)] = Int32(id) }
+    let v = try vocabulary(vocab)
     self.vocab = v
     var m: [UInt64: (Int32, Int32)] = [:]
     for (rank, merge) in merges.enumerated() {
@@ -41,7 +50,7 @@ final class BPEModel: @unchecked Sendable {
         throw TokenizerError("tokenizer.json: BPE merge #\(rank) makes \"\(merge.left + right)\", which is not in the vocabulary")
       }
       let key = UInt64(UInt32(bitPattern: a)) << 32 | UInt64(UInt32(bitPattern: b))
-      if m[key] == nil { m[key] = (Int32(rank), id) }
+      m[key] = (Int32(rank), id)  // a merge listed twice: the library keeps the later rank
     }
     self.merges = m
     if let unk {
@@ -85,10 +94,10 @@ final class BPEModel: @unchecked Sendable {
         continue
       }
       if byteFallback {
-        let fallback = Array(String(sc).utf8).map { vocab[bytes(String(format: "<0x%02X>", $0))] }
+        // the bytes of the unit as looked up (prefix and suffix included); a pending unk stays
+        // pending, as in the library
+        let fallback = Array(s.utf8).map { vocab[bytes(String(format: "<0x%02X>", $0))] }
         if fallback.allSatisfy({ $0 != nil }) {
-          if pendingUnk, let unk { ids.append(unk) }
-          pendingUnk = false
           ids += fallback.map { $0! }
           continue
         }

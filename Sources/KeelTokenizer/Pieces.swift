@@ -270,7 +270,8 @@ enum PreTokenizer {
         case .whitespaceSplit:
           return splitPieces(p, matches: scalarMatches(ns, p, runs: true) { $0.properties.isWhitespace }, in: ns, behavior: .Removed, invert: false)
         case .digits(let individual):
-          let m = scalarMatches(ns, p, runs: !individual) { $0.properties.numericType != nil }
+          // Rust's char::is_numeric: general category Nd, Nl or No (not Han numerals such as 一)
+          let m = scalarMatches(ns, p, runs: !individual) { [.decimalNumber, .letterNumber, .otherNumber].contains($0.properties.generalCategory) }
           return splitPieces(p, matches: m, in: ns, behavior: individual ? .Isolated : .Contiguous, invert: false)
         default: return [p]
         }

@@ -101,11 +101,26 @@ final class HFTokenizerTests: XCTestCase {
       (#"{"normalizer": null}"#, ["missing key 'model'"]),
       ("{" + bpe + #", "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(unclosed"}, "behavior": "Isolated"}}"#, ["regex", "does not compile"]),
       ("{" + bpe + #", "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "a"}, "behavior": "Sideways"}}"#, ["t.json"]),
+      (#"{"model": {"type": "BPE", "vocab": {"a": -1}, "merges": []}}"#, ["vocabulary id -1"]),
+      (#"{"added_tokens": [{"id": 2, "content": "YY", "special": true}], "model": {"type": "WordLevel", "vocab": {"a": 0, "b": 1, "c": 2}, "unk_token": "a"}}"#,
+       ["added token \"YY\" has id 2", "gives it id 3"]),
     ]
     for (json, parts) in cases {
       let e = err(json)
       for p in parts { XCTAssertTrue(e.contains(p), "\(json)\n→ \(e)\n(missing \"\(p)\")") }
     }
+  }
+
+  /// Cases checked against the library by hand (tokenizers 0.23.3): Digits splits Nd/Nl/No only
+  /// (not Han numerals); single_word uses \w (underscore and combining marks are word characters).
+  func testDigitsAndSingleWordFollowTheLibrary() throws {
+    let digits = try HFTokenizer(data: Data(#"{"pre_tokenizer": {"type": "Digits", "individual_digits": true}, "model": {"type": "WordLevel", "vocab": {"a": 0}, "unk_token": "a"}}"#.utf8))
+    XCTAssertEqual(digits.preTokenize("第一章12"), ["第一章", "1", "2"])
+    let single = try HFTokenizer(data: Data(#"{"added_tokens": [{"id": 1, "content": "hello", "single_word": true, "normalized": false, "special": false}], "model": {"type": "WordLevel", "vocab": {"x": 0}, "unk_token": "x"}}"#.utf8))
+    XCTAssertEqual(try single.encode("hello"), [1])
+    XCTAssertFalse(try single.encode("_hello").contains(1))
+    XCTAssertFalse(try single.encode("\u{301}hello").contains(1))
+    XCTAssertTrue(try single.encode("½hello").contains(1))
   }
 
   func testAWordLevelWithoutUnkRefusesUnknownPiecesByName() throws {
