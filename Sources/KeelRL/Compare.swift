@@ -169,6 +169,11 @@ public struct Comparison {
     if let version = prov["data_version"] as? String, version != TaskSplit.dataVersion {
       return "its problems come from data version \(version), not \(TaskSplit.dataVersion)"
     }
+    for f in prov["files"] as? [[String: Any]] ?? [] {
+      guard let path = f["path"] as? String, let recorded = f["sha256"] as? String else { continue }
+      let now = FileManager.default.fileExists(atPath: path) ? sha256(path) : "missing"
+      if now != recorded { return "its input \(path) (\(f["role"] ?? "?")) changed since the run (sha256 \(recorded.prefix(12))… → \(now.prefix(12))…)" }
+    }
     for p in prov["plugins"] as? [[String: Any]] ?? [] {
       guard let path = p["path"] as? String, let recorded = p["sha256"] as? String else { continue }
       let now = FileManager.default.fileExists(atPath: path) ? sha256(path) : "missing"

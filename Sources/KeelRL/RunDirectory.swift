@@ -107,12 +107,34 @@ public struct RunDirectory: Sendable {
     }
     let info: [String: Any] = [
       "keel_version": KeelVersion.string, "plugin_abi": KeelVersion.abi, "keel_commit": gitCommit(),
-      "plugins": pluginInfo, "blas": "OpenBLAS (cblas) core type \(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "auto"); matrix products: KeelKernels kk_gemm",
+      "plugins": pluginInfo, "files": Self.inputFiles(config), "blas": "OpenBLAS (cblas) core type \(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "auto"); matrix products: KeelKernels kk_gemm",
       "cpu_model": CPUInfo.field("model name"), "cpu_flags": CPUInfo.field("flags").split(separator: " ").filter { ["avx2", "fma", "f16c", "avx512f"].contains(String($0)) }.map(String.init),
       "threads": config.int("train.threads"), "ranks": ranks, "cold_start": coldStart ?? "none",
       "model_parameters": policy.store.layout.count, "data_version": TaskSplit.dataVersion,
     ]
     try writeAtomically(try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), to: path + "/provenance.json")
+  }
+}
+
+extension RunDirectory {
+  /// The data files a run started from (model.checkpoint's config, weights and tokenizer files;
+  /// a JSONL dataset and its held-out file), with their SHA-256: keel compare reruns a run whose
+  /// inputs changed.
+  static func inputFiles(_ config: ResolvedConfig) -> [[String: String]] {
+    var out: [[String: String]] = []
+    func add(_ role: String, _ path: String) {
+      if FileManager.default.fileExists(atPath: path) { out.append(["role": role, "path": path, "sha256": sha256(path)]) }
+    }
+    if let dir = config.optionalString("model.checkpoint") {
+      let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
+      for n in names where n == "config.json" || n.hasSuffix(".safetensors") || n == "model.safetensors.index.json" || HFPolicyTokenizer.files.contains(n) {
+        add("model.checkpoint", dir + "/" + n)
+      }
+    }
+    let task = config.string("task.name")
+    if task.hasSuffix(".jsonl") { add("task.name", task) }
+    if let held = config.optionalString("task.eval_path") { add("task.eval_path", held) }
+    return out
   }
 }
 

@@ -92,6 +92,15 @@ final class CompareTests: XCTestCase {
     // another config for the same arm name: run again, naming the key
     let changed = try compare(arm + ["--set", "train.lr=2e-3"], out: out + "/cmp")
     XCTAssertTrue(changed.stdout.contains("its config differs (train.lr)"), changed.stdout)
+    // a changed dataset file: run again, naming it
+    let data = out + "/d.jsonl"
+    let rows = (0..<40).map { "{\"prompt\": \"\($0)+1=\", \"answer\": \"\($0 + 1)\"}" }
+    try rows.joined(separator: "\n").write(toFile: data, atomically: true, encoding: .utf8)
+    let withData = arm + ["--set", "task.name=\(data)", "--set", "coldstart.checkpoint=none"]
+    XCTAssertEqual(try compare(withData, out: out + "/cmp-data").status, 0)
+    try (rows + ["{\"prompt\": \"99+1=\", \"answer\": \"100\"}"]).joined(separator: "\n").write(toFile: data, atomically: true, encoding: .utf8)
+    let changedData = try compare(withData, out: out + "/cmp-data")
+    XCTAssertTrue(changedData.stdout.contains("its input \(data) (task.name) changed since the run"), changedData.stdout)
     // a run from an older Keel (its config.yaml lacks keys added since) is not reused
     let config = out + "/cmp/runs/mine/seed-1/config.yaml"
     let text = try String(contentsOfFile: config, encoding: .utf8)
