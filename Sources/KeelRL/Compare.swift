@@ -154,9 +154,6 @@ public struct Comparison {
           let had = try? ConfigSchema.resolve(file: flat, overrides: [:]) else {
       return "its config.yaml is missing or unreadable"
     }
-    // a config written by an older Keel lacks the keys added since: it ran other code
-    let missing = ConfigSchema.keys.map(\.key).filter { flat[$0] == nil }
-    if !missing.isEmpty { return "it was made by an older Keel (its config.yaml lacks \(missing.prefix(3).joined(separator: ", ")))" }
     guard let want = try? resolvedConfig(arm, seed: seed) else { return "the arm's config does not resolve" }
     if had.values.filter({ !Self.executionKeys.contains($0.key) }) != want.values.filter({ !Self.executionKeys.contains($0.key) })
         || had.pluginParams != want.pluginParams {
@@ -166,8 +163,10 @@ public struct Comparison {
     }
     guard let data = FileManager.default.contents(atPath: dir + "/provenance.json"),
           let prov = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return "its provenance.json is missing" }
-    if let version = prov["data_version"] as? String, version != TaskSplit.dataVersion {
-      return "its problems come from data version \(version), not \(TaskSplit.dataVersion)"
+    // runs from before the data version was recorded: split-v2 came with the eval.reward key
+    let version = prov["data_version"] as? String ?? (flat["eval.reward"] != nil ? "split-v2" : "split-v1")
+    if version != TaskSplit.dataVersion {
+      return "its problems come from data version \(version) (made by an older Keel), not \(TaskSplit.dataVersion)"
     }
     for f in prov["files"] as? [[String: Any]] ?? [] {
       guard let path = f["path"] as? String, let recorded = f["sha256"] as? String else { continue }

@@ -101,12 +101,17 @@ final class CompareTests: XCTestCase {
     try (rows + ["{\"prompt\": \"99+1=\", \"answer\": \"100\"}"]).joined(separator: "\n").write(toFile: data, atomically: true, encoding: .utf8)
     let changedData = try compare(withData, out: out + "/cmp-data")
     XCTAssertTrue(changedData.stdout.contains("its input \(data) (task.name) changed since the run"), changedData.stdout)
-    // a run from an older Keel (its config.yaml lacks keys added since) is not reused
-    let config = out + "/cmp/runs/mine/seed-1/config.yaml"
-    let text = try String(contentsOfFile: config, encoding: .utf8)
-    try text.split(separator: "\n").filter { !$0.contains("threshold:") }.joined(separator: "\n").write(toFile: config, atomically: true, encoding: .utf8)
+    // a run of the old split (no data_version in provenance.json, no eval.reward in config.yaml) is not reused
+    let run = out + "/cmp/runs/mine/seed-1"
+    let again2 = try compare(arm + ["--set", "train.lr=2e-3"], out: out + "/cmp")
+    XCTAssertTrue(again2.stdout.contains("mine seed 1: already complete, skipped"), again2.stdout)
+    let config = try String(contentsOfFile: run + "/config.yaml", encoding: .utf8)
+    try config.split(separator: "\n").filter { $0 != "  reward: exact-match" }.joined(separator: "\n").write(toFile: run + "/config.yaml", atomically: true, encoding: .utf8)
+    var prov2 = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/provenance.json"))) as! [String: Any]
+    prov2.removeValue(forKey: "data_version")
+    try JSONSerialization.data(withJSONObject: prov2).write(to: URL(fileURLWithPath: run + "/provenance.json"))
     let old = try compare(arm + ["--set", "train.lr=2e-3"], out: out + "/cmp")
-    XCTAssertTrue(old.stdout.contains("made by an older Keel (its config.yaml lacks eval.threshold"), old.stdout)
+    XCTAssertTrue(old.stdout.contains("data version split-v1 (made by an older Keel)"), old.stdout)
   }
 
   func testBrokenAndCrashingArmsFailAloneAndTheOthersComplete() throws {
