@@ -168,17 +168,13 @@ public struct Comparison {
     if version != TaskSplit.dataVersion {
       return "its problems come from data version \(version) (made by an older Keel), not \(TaskSplit.dataVersion)"
     }
-    for f in prov["files"] as? [[String: Any]] ?? [] {
-      guard let path = f["path"] as? String, let recorded = f["sha256"] as? String else { continue }
+    // every recorded file (input data, then plugin libraries) must still have its SHA-256
+    let files = (prov["files"] as? [[String: Any]] ?? []).map { ($0, "its input \($0["path"] ?? "?") (\($0["role"] ?? "?"))") }
+      + (prov["plugins"] as? [[String: Any]] ?? []).map { ($0, "plugin '\($0["name"] ?? "?")' (\($0["path"] ?? "?"))") }
+    for (entry, what) in files {
+      guard let path = entry["path"] as? String, let recorded = entry["sha256"] as? String else { continue }
       let now = FileManager.default.fileExists(atPath: path) ? sha256(path) : "missing"
-      if now != recorded { return "its input \(path) (\(f["role"] ?? "?")) changed since the run (sha256 \(recorded.prefix(12))… → \(now.prefix(12))…)" }
-    }
-    for p in prov["plugins"] as? [[String: Any]] ?? [] {
-      guard let path = p["path"] as? String, let recorded = p["sha256"] as? String else { continue }
-      let now = FileManager.default.fileExists(atPath: path) ? sha256(path) : "missing"
-      if now != recorded {
-        return "plugin '\(p["name"] ?? "?")' (\(path)) changed since the run (sha256 \(recorded.prefix(12))… → \(now.prefix(12))…)"
-      }
+      if now != recorded { return "\(what) changed since the run (sha256 \(recorded.prefix(12))… → \(now.prefix(12))…)" }
     }
     return nil
   }

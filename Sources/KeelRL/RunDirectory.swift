@@ -87,7 +87,7 @@ public struct RunDirectory: Sendable {
 
   public func writeProvenance(config: ResolvedConfig, plugins: PluginSet, grader: Grader, policy: Policy, coldStart: String?, ranks: Int = 1) throws {
     var pluginInfo: [[String: Any]] = []
-    for (role, p) in plugins.all {
+    for (role, p) in plugins.all + [("grader", grader.instance)] {
       // the metrics.jsonl keys this plugin's declared scalars are written under (plotted by keel compare)
       let metrics = role == "objective" ? p.library.scalars.map(\.name)
         : role == "reward" ? plugins.componentNames.filter { $0.hasPrefix(p.library.name + "/") }.map { "reward/" + $0 } : []
@@ -96,11 +96,7 @@ public struct RunDirectory: Sendable {
                          "parameters": Dictionary(uniqueKeysWithValues: p.parameters.map { ($0.0.name, "\($0.1)") }),
                          "metrics": metrics])
     }
-    let g = grader.instance
-    pluginInfo.append(["role": "grader", "name": g.library.name, "path": g.library.path, "sha256": sha256(g.library.path),
-                       "abi": "\(g.library.abiMajor).\(g.library.abiMinor)", "version": g.library.version,
-                       "parameters": Dictionary(uniqueKeysWithValues: g.parameters.map { ($0.0.name, "\($0.1)") }),
-                       "threshold": Double(grader.threshold)])
+    pluginInfo[pluginInfo.count - 1]["threshold"] = Double(grader.threshold)
     if let f = plugins.foreign {
       pluginInfo.append(["role": "foreign-reward", "name": f.symbol, "path": f.libraryPath, "sha256": sha256(f.libraryPath),
                          "signature": f.signature.description])

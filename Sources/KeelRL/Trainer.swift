@@ -102,7 +102,7 @@ public final class Trainer {
   }
 
   /// The model must have an embedding for every id the tokenizer produces.
-  static func checkVocabulary(model: Int, tokenizer: any PolicyTokenizer, what: String) throws {
+  public static func checkVocabulary(model: Int, tokenizer: any PolicyTokenizer, what: String) throws {
     guard tokenizer.vocabSize <= model else {
       let which = tokenizer is HFPolicyTokenizer ? "the tokenizer's (tokenizer.json)" : "Keel's character table's"
       throw TrainerError(message: "\(what): the model's vocabulary has \(model) tokens but \(which) ids go up to \(tokenizer.vocabSize - 1) (\(tokenizer.vocabSize) tokens); use a checkpoint whose vocab_size covers its tokenizer")

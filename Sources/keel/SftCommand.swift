@@ -105,9 +105,7 @@ struct EvalCommand: ParsableCommand {
     let (store, _) = try Checkpoint.load(directory: dir)
     // a checkpoint of a Hugging Face run carries its tokenizer.json
     let tok: any PolicyTokenizer = try HFPolicyTokenizer.inDirectory(dir) ?? CharTokenizer()
-    guard tok.vocabSize <= store.layout.config.vocabSize else {
-      throw ValidationError("\(dir): the model's vocabulary has \(store.layout.config.vocabSize) tokens but the tokenizer's ids go up to \(tok.vocabSize - 1)")
-    }
+    try Trainer.checkVocabulary(model: store.layout.config.vocabSize, tokenizer: tok, what: dir)
     let policy = Policy(store: store, precision: p, threads: threads)
     let k = config.int("eval.samples"), t = config.float("sampler.temperature"), maxTok = config.int("sampler.max_tokens")
     let seedValue = UInt64(config.int("seed"))
