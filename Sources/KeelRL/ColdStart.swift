@@ -1,5 +1,6 @@
-// ColdStart.swift — `keel sft`: supervised training from scratch on a teacher's
-// demonstrations (cross-entropy on the response tokens), stopped as soon as greedy accuracy
+// ColdStart.swift — `keel sft`: supervised training on demonstrations (cross-entropy on the
+// response tokens; `fit` is the loop, whatever the model, tokenizer and demonstrations: a
+// built-in task's teacher, or a JSONL file's rows), stopped as soon as greedy accuracy
 // on the VALIDATION split reaches the target (neither the held-out test split nor the train
 // split's RL stream is used: demonstrations come from the train split's own cold-start
 // stream), so the checkpoint solves a fair fraction of the task but far from all.
@@ -7,6 +8,7 @@
 // that determines it, and made on first use.
 import Foundation
 import KeelModel
+import KeelRandom
 import KeelTasks
 
 public struct ColdStartSettings: Sendable {
@@ -55,29 +57,101 @@ public struct ColdStartReport: Sendable {
   public var loss: Double
 }
 
+/// The supervised loop's settings, whatever the demonstrations come from.
+public struct SFTOptions: Sendable {
+  public var targetAccuracy: Double
+  public var maxSteps: Int
+  public var lr: Float
+  public var batch: Int
+  public var seed: UInt64
+  public var maxTokens: Int
+  public var checkEvery: Int
+  public init(targetAccuracy: Double, maxSteps: Int, lr: Float, batch: Int, seed: UInt64, maxTokens: Int, checkEvery: Int) {
+    self.targetAccuracy = targetAccuracy; self.maxSteps = maxSteps; self.lr = lr; self.batch = batch; self.seed = seed
+    self.maxTokens = maxTokens; self.checkEvery = checkEvery
+  }
+}
+
+/// Demonstrations from a JSONL file (`keel sft --task FILE.jsonl`): rows on the split hash's
+/// train side are demonstrated, in a seeded order; rows on its validation side (up to 200) stop
+/// the training; held-out rows are never used, so RL's evaluation on the same file stays clean.
+/// A row's response is its `response` field when it has one, else the marker and the answer.
+public struct JSONLDemonstrations: Sendable {
+  public let train: [(problem: Problem, response: String)]
+  public let validation: [Problem]
+
+  public init(path: String, fields: JSONLFields = .init(), responseField: String = "response", marker: String = "", seed: UInt64) throws {
+    var train: [(problem: Problem, response: String)] = [], validation: [Problem] = []
+    for row in try Dataset.rows(path, fields: fields) {
+      switch TaskSplit.split(of: row.prompt) {
+      case .eval: continue
+      case .validation: if validation.count < 200 { validation.append(row) }
+      case .train:
+        let extra = (try? JSONSerialization.jsonObject(with: Data(row.extraJSON.utf8))) as? [String: Any]
+        train.append((problem: row, response: extra?[responseField] as? String ?? marker + row.answer))
+      }
+    }
+    guard !train.isEmpty, !validation.isEmpty else {
+      throw TaskError.invalid("dataset \(path): \(train.count) row(s) fall in the train split and \(validation.count) in the validation split; keel sft needs both (about 13/16 and 1/16 of the rows): add rows")
+    }
+    // one seeded shuffle (Fisher–Yates), then cycled
+    var rng = SplitMix64(seed: seed ^ 0x7366_745F_6A73_6F6E)
+    for i in stride(from: train.count - 1, to: 0, by: -1) { train.swapAt(i, rng.int(0...i)) }
+    self.train = train
+    self.validation = validation
+  }
+
+  public func demonstration(_ index: Int) -> (prompt: String, response: String) {
+    let d = train[index % train.count]
+    return (d.problem.prompt, d.response)
+  }
+}
+
 public enum ColdStart {
+  /// The built-in cold start: a fresh model of `s.model` on a procedural task's teacher.
   public static func train(_ s: ColdStartSettings, log: (String) -> Void = { _ in }) throws -> (ParameterStore, ColdStartReport) {
-    let t0 = Date()
-    let tok = CharTokenizer()
     let split = TaskSplit(generator: s.task, seed: s.taskSeed)
     try split.checkPopulated()
     let store = ParameterStore(config: s.model, seed: s.seed)
-    let policy = Policy(store: store, precision: .fp32, threads: s.threads)
     let grader = try Grader(reward: s.grader, marker: s.marker ?? s.task.answerMarker, threshold: s.threshold)
     // validation: up to 200 distinct problems of the validation split (never trained on, never the test set)
     let validation = split.distinctSet(.validation, count: 200, stream: .coldStart)
+    let options = SFTOptions(targetAccuracy: s.targetAccuracy, maxSteps: s.maxSteps, lr: s.lr, batch: s.batch, seed: s.seed,
+                             maxTokens: s.maxTokens, checkEvery: s.checkEvery)
+    let report = try fit(store: store, tokenizer: CharTokenizer(), grader: grader, validation: validation, options: options,
+                         threads: s.threads, log: log) { index in
+      let p = split.problem(.train, index: index, stream: .coldStart)
+      return (p.prompt, s.teacher.demonstrate(p, index: index))
+    }
+    return (store, report)
+  }
+
+  /// Supervised cross-entropy on the response tokens of `demonstration(index)` (the response is
+  /// encoded without special tokens and ends with the tokenizer's first stop token), `batch`
+  /// demonstrations per step, AdamW with clipping at 1; greedy accuracy on `validation` every
+  /// `checkEvery` steps, stopping at the target. Trains `store` in place.
+  public static func fit(store: ParameterStore, tokenizer tok: any PolicyTokenizer, grader: Grader, validation: [Problem],
+                         options o: SFTOptions, threads: Int, log: (String) -> Void,
+                         demonstration: (Int) throws -> (prompt: String, response: String)) throws -> ColdStartReport {
+    let t0 = Date()
+    guard let stop = tok.stopTokens.first else { throw TrainerError(message: "the tokenizer has no stop token: a demonstration could not end") }
+    let policy = Policy(store: store, precision: .fp32, threads: threads)
     var lastLoss = 0.0, acc = 0.0, step = 0
-    let checkEvery = max(1, s.checkEvery)
-    while step < s.maxSteps {
+    let checkEvery = max(1, o.checkEvery)
+    let limit = store.layout.config.maxPositionEmbeddings
+    while step < o.maxSteps {
       if keelStopRequested != 0 {
         throw TrainerError(message: "interrupted during the cold start at step \(step): nothing was cached; run again to make it")
       }
       var seqs: [[Int32]] = [], from: [Int] = []
-      for i in 0..<s.batch {
-        let index = step * s.batch + i
-        let p = split.problem(.train, index: index, stream: .coldStart)
-        let prompt = try tok.encodePrompt(p.prompt)
-        let response = try tok.encode(s.teacher.demonstrate(p, index: index)) + [CharTokenizer.eos]
+      for i in 0..<o.batch {
+        let index = step * o.batch + i
+        let d = try demonstration(index)
+        let prompt = try tok.encodePrompt(d.prompt)
+        let response = try tok.encodeResponse(d.response) + [stop]
+        guard prompt.count + response.count <= limit else {
+          throw TrainerError(message: "demonstration \(index) (prompt \(d.prompt.debugDescription)) is \(prompt.count + response.count) tokens, more than the model's max_position_embeddings \(limit)")
+        }
         seqs.append(prompt + response)
         from.append(prompt.count)
       }
@@ -87,17 +161,17 @@ public enum ColdStart {
       lastLoss = -Double(out.logp.reduce(0, +)) / Double(n)
       policy.engine.zeroGrads()
       policy.engine.backward(out.saved!, dlogp: out.logp.map { _ in -1 / n })
-      policy.optimizer.update(params: store, grads: policy.engine.grads, lr: s.lr, maxNorm: 1, compute: policy.engine.compute)
+      policy.optimizer.update(params: store, grads: policy.engine.grads, lr: o.lr, maxNorm: 1, compute: policy.engine.compute)
       step += 1
-      if step % checkEvery == 0 || step == s.maxSteps {
+      if step % checkEvery == 0 || step == o.maxSteps {
         policy.sampler.refresh()
         acc = try Evaluator.run(policy, problems: validation, tokenizer: tok, grader: grader, samples: 1, temperature: 0,
-                                maxTokens: s.maxTokens, seed: s.seed).greedyAccuracy
+                                maxTokens: o.maxTokens, seed: o.seed).greedyAccuracy
         log(String(format: "sft step %d: loss %.3f, validation greedy accuracy %.3f", step, lastLoss, acc))
-        if acc >= s.targetAccuracy { break }
+        if acc >= o.targetAccuracy { break }
       }
     }
-    return (store, ColdStartReport(steps: step, validationAccuracy: acc, seconds: Date().timeIntervalSince(t0), loss: lastLoss))
+    return ColdStartReport(steps: step, validationAccuracy: acc, seconds: Date().timeIntervalSince(t0), loss: lastLoss)
   }
 
   public static var cacheRoot: String {

@@ -41,6 +41,7 @@ public struct HFPolicyTokenizer: PolicyTokenizer {
     guard !ids.isEmpty else { throw TrainerError(message: "prompt \(text.debugDescription) encodes to no tokens with \(directory)/tokenizer.json") }
     return ids
   }
+  public func encodeResponse(_ text: String) throws -> [Int32] { try tokenizer.encode(text, addSpecialTokens: false) }
   public func decode(_ ids: [Int32]) -> String {
     let end = ids.firstIndex(where: stopTokens.contains) ?? ids.count
     return tokenizer.decode(Array(ids[..<end]), skipSpecialTokens: true)

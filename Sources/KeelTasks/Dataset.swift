@@ -55,7 +55,7 @@ public struct Dataset: Sendable {
   /// A JSONL file's rows: `fields.prompt` (a string) and `fields.answer` (any JSON value, as
   /// text) are required; `fields.task` selects the reward for the row; every other field is the
   /// row's extra JSON for the reward plugins.
-  static func rows(_ path: String, fields: JSONLFields) throws -> [Problem] {
+  public static func rows(_ path: String, fields: JSONLFields) throws -> [Problem] {
     guard let data = FileManager.default.contents(atPath: path) else {
       throw TaskError.invalid("dataset \(path): cannot read the file")
     }

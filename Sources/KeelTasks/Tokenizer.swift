@@ -9,6 +9,8 @@ public protocol PolicyTokenizer: Sendable {
   var vocabSize: Int { get }
   /// The ids a prompt is given to the policy as.
   func encodePrompt(_ text: String) throws -> [Int32]
+  /// The ids of a response's text (no special tokens added): a demonstration for keel sft.
+  func encodeResponse(_ text: String) throws -> [Int32]
   /// The text of generated ids, up to the first stop token; special tokens dropped.
   func decode(_ ids: [Int32]) -> String
   /// Tokens that end a response.
@@ -42,6 +44,7 @@ public struct CharTokenizer: PolicyTokenizer {
 
   /// A prompt: <bos> + text.
   public func encodePrompt(_ text: String) throws -> [Int32] { [Self.bos] + (try encode(text)) }
+  public func encodeResponse(_ text: String) throws -> [Int32] { try encode(text) }
 
   /// Text of generated ids, stopping at <eos>; specials are dropped.
   public func decode(_ ids: [Int32]) -> String {

@@ -2,6 +2,7 @@
 //   keel plugins list | inspect | check | include-dir
 //   keel new-plugin --kind objective --lang c NAME
 import ArgumentParser
+@preconcurrency import Glibc
 import KeelPluginHost
 
 @main
@@ -14,6 +15,8 @@ struct Keel: ParsableCommand {
                   PluginsCommand.self, NewPluginCommand.self, BenchCommand.self, TokenizeCommand.self])
 
   static func main() {
+    // progress lines reach a pipe or a log file as they are printed (not at exit)
+    setvbuf(stdout, nil, _IOLBF, 0)
     BLASEnvironment.ensureCoreType()
     main(nil)
   }

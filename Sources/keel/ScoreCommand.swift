@@ -1,17 +1,21 @@
 // ScoreCommand.swift — `keel score`: log-probs of given tokens under a checkpoint, on the
 // training engine, the inference engine (at a precision), or both (then the gap between them:
 // mean |Δ logp| and the mismatch KL, k1 and k3). FILE is JSON (a list of token-id lists) or
-// JSONL ({"tokens": [...]} per line). Per sequence: logp[t] = log p(tokens[t+1] | tokens[..t])
+// JSONL ({"tokens": [...]} per line); or, with --text, strings (a JSON list, or JSONL with
+// {"text": …} per line) that the checkpoint's own tokenizer.json encodes (its template, e.g. a
+// BOS, included) — the ids are in the output. Per sequence: logp[t] = log p(tokens[t+1] | tokens[..t])
 // for t = 0…T-2, the entropy of the full next-token distribution at those positions, and for
 // MoE the experts chosen per layer and position.
 import ArgumentParser
 import Foundation
 import KeelModel
+import KeelRL
 
 struct ScoreCommand: ParsableCommand {
   static let configuration = CommandConfiguration(commandName: "score", abstract: "Score given tokens with a checkpoint (train and/or sampler engine).")
   @Option(help: "Checkpoint directory (config.json + model.safetensors, Keel's or a Hugging Face Qwen3 one).") var checkpoint: String
-  @Option(help: "JSON list of token-id lists, or JSONL with {\"tokens\": [...]} per line.") var tokens: String
+  @Option(help: "JSON list of token-id lists, or JSONL with {\"tokens\": [...]} per line.") var tokens: String?
+  @Option(help: "Instead of --tokens: a JSON list of strings, or JSONL with {\"text\": …} per line, encoded with the checkpoint's tokenizer.json.") var text: String?
   @Option(help: "Write the results here (JSON); default: stdout.") var out: String?
   @Option(help: "Sampler precision for --engine sampler|both: fp32 | bf16 | fp16 | fp8 | exact.") var precision: String = "fp32"
   @Option(help: "train | sampler | both") var engine: String = "train"
@@ -40,10 +44,35 @@ struct ScoreCommand: ParsableCommand {
     return out
   }
 
+  static func readTexts(_ path: String) throws -> [String] {
+    guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read --text \(path)") }
+    if let list = try? JSONDecoder().decode([String].self, from: data) { return list }
+    struct Row: Decodable { let text: String }
+    var out: [String] = []
+    for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+      guard let row = try? JSONDecoder().decode(Row.self, from: Data(line.utf8)) else {
+        throw ValidationError("\(path):\(n + 1): expected {\"text\": \"…\"} (or the whole file a JSON list of strings)")
+      }
+      out.append(row.text)
+    }
+    return out
+  }
+
   func run() throws {
     guard let p = SamplerPrecision(rawValue: precision) else { throw ValidationError("--precision must be fp32, bf16, fp16, fp8 or exact") }
     guard ["train", "sampler", "both"].contains(engine) else { throw ValidationError("--engine must be train, sampler or both") }
-    let seqs = try Self.readSequences(tokens)
+    guard (tokens == nil) != (text == nil) else { throw ValidationError("give exactly one of --tokens and --text") }
+    var texts: [String]? = nil
+    let seqs: [[Int32]]
+    if let tokens {
+      seqs = try Self.readSequences(tokens)
+    } else {
+      guard let tok = try HFPolicyTokenizer.inDirectory(checkpoint) else {
+        throw ValidationError("--text needs the checkpoint's tokenizer.json; \(checkpoint) has none (give --tokens)")
+      }
+      texts = try Self.readTexts(text!)
+      seqs = try texts!.map { try tok.tokenizer.encode($0, addSpecialTokens: true) }
+    }
     let (store, _) = try Checkpoint.load(directory: checkpoint)
     let c = store.layout.config
     for (i, s) in seqs.enumerated() {
@@ -54,6 +83,7 @@ struct ScoreCommand: ParsableCommand {
     let compute = Compute(threads: threads, backend: .keel)
     let k = c.isMoE ? c.numExpertsPerTok : 0
     var results: [[String: Any]] = seqs.map { ["tokens": $0.map(Int.init)] }
+    if let texts { for (i, t) in texts.enumerated() { results[i]["text"] = t } }
     var trainLogp: [[Float]] = [], samplerLogp: [[Float]] = []
     if engine != "sampler" {
       let out = TrainingEngine(store: store, compute: compute).forward(SequenceBatch(sequences: seqs, scoreFrom: seqs.map { _ in 1 }), temperature: temperature)

@@ -1,5 +1,6 @@
-// SftCommand.swift — `keel sft`: a cold-start checkpoint from a teacher's demonstrations
-// (supervised cross-entropy), and `keel eval`: held-out accuracy of a checkpoint.
+// SftCommand.swift — `keel sft`: a cold-start checkpoint from demonstrations (a teacher's on a
+// built-in task, or a JSONL file's rows), from scratch or from a model directory with its own
+// tokenizer (supervised cross-entropy); and `keel eval`: held-out accuracy of a checkpoint.
 import ArgumentParser
 import Foundation
 import KeelModel
@@ -7,12 +8,26 @@ import KeelRL
 import KeelTasks
 
 struct SftCommand: ParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "sft", abstract: "Train a cold-start checkpoint on teacher demonstrations.")
-  @Option(help: "Task: addition | arithmetic | sorting | countdown | scratchpad.") var task: String = "addition"
+  static let configuration = CommandConfiguration(
+    commandName: "sft", abstract: "Train a cold-start checkpoint on demonstrations (a teacher's, or a JSONL file's).",
+    discussion: """
+    Built-in tasks: a fresh model (--model) on the teacher's demonstrations. A JSONL file as \
+    --task: each row's `response` field (--response-field), else the marker and the answer, is \
+    the demonstration; rows on the split's train side are trained on, its validation side stops \
+    the training, held-out rows are never used. --checkpoint DIR starts from a model directory \
+    (Keel's or a Hugging Face Qwen3 / Qwen3-MoE one) and uses its tokenizer.json when it has \
+    one; the output is a Hugging Face directory again, with the tokenizer files copied.
+    """)
+  @Option(help: "Task: addition | arithmetic | sorting | countdown | scratchpad, or a .jsonl file.") var task: String = "addition"
   @Option(help: "Digits per operand.") var digits: Int = 2
   @Option(help: "Operands / list length (0: the task's default).") var terms: Int = 0
-  @Option(help: "careful | sloppy | terse | forgetful") var teacher: String = "careful"
-  @Option(help: "Model preset: moe | dense | tiny.") var model: String = "moe"
+  @Option(help: "careful | sloppy | terse | forgetful (built-in tasks; default careful)") var teacher: String?
+  @Option(help: "Model preset: moe | dense | tiny (without --checkpoint).") var model: String = "moe"
+  @Option(help: "Start from this model directory (config.json, *.safetensors, tokenizer.json if any) instead of a fresh preset.") var checkpoint: String?
+  @Option(help: "JSONL: the prompt's field.") var promptField: String = "prompt"
+  @Option(help: "JSONL: the reference answer's field.") var answerField: String = "answer"
+  @Option(help: "JSONL: the demonstration's field (a row without it is demonstrated as marker + answer).") var responseField: String = "response"
+  @Option(help: "Final-answer marker (default: the task's own; JSONL: none).") var marker: String?
   @Option(help: "Stop at this greedy accuracy on the validation split.") var target: Double = 0.25
   @Option(help: "Step limit.") var maxSteps: Int = 900
   @Option(help: "Learning rate.") var lr: Double = 3e-3
@@ -24,15 +39,63 @@ struct SftCommand: ParsableCommand {
   @Option(help: "Output checkpoint directory.") var out: String
 
   func run() throws {
-    guard let t = Teacher.named(teacher) else { throw ValidationError("--teacher must be careful, sloppy, terse or forgetful") }
-    let gen = try TaskRegistry.make(task, digits: digits, terms: terms > 0 ? terms : nil)
-    let config = try ModelPreset.config(model, vocab: CharTokenizer().vocabSize)
-    var s = ColdStartSettings(task: gen, taskSeed: UInt64(seed), model: config, teacher: t, teacherName: teacher,
-                              targetAccuracy: target, maxSteps: maxSteps, lr: Float(lr), batch: batch, seed: UInt64(seed),
-                              threads: threads, maxTokens: maxTokens)
-    s.checkEvery = checkEvery
-    let (store, report) = try ColdStart.train(s) { print($0) }
+    guard maxSteps >= 1, batch >= 1, checkEvery >= 1, maxTokens >= 1, threads >= 1, lr > 0, lr.isFinite else {
+      throw ValidationError("--max-steps, --batch, --check-every, --max-tokens and --threads must be ≥ 1 and --lr positive")
+    }
+    guard (0...1).contains(target) else { throw ValidationError("--target is an accuracy in [0, 1]") }
+    let options = SFTOptions(targetAccuracy: target, maxSteps: maxSteps, lr: Float(lr), batch: batch, seed: UInt64(seed),
+                             maxTokens: maxTokens, checkEvery: checkEvery)
+    let report: ColdStartReport, store: ParameterStore
+    var tokenizer: HFPolicyTokenizer? = nil
+    if checkpoint == nil && !task.hasSuffix(".jsonl") {
+      // the built-in cold start, exactly as keel train makes it
+      let name = teacher ?? "careful"
+      guard let t = Teacher.named(name) else { throw ValidationError("--teacher must be careful, sloppy, terse or forgetful") }
+      let gen = try TaskRegistry.make(task, digits: digits, terms: terms > 0 ? terms : nil)
+      let config = try ModelPreset.config(model, vocab: CharTokenizer().vocabSize)
+      var s = ColdStartSettings(task: gen, taskSeed: UInt64(seed), model: config, teacher: t, teacherName: name,
+                                targetAccuracy: target, maxSteps: maxSteps, lr: Float(lr), batch: batch, seed: UInt64(seed),
+                                threads: threads, maxTokens: maxTokens)
+      s.checkEvery = checkEvery
+      s.marker = marker
+      (store, report) = try ColdStart.train(s) { print($0) }
+    } else {
+      if let checkpoint {
+        (store, _) = try Checkpoint.load(directory: checkpoint)
+        tokenizer = try HFPolicyTokenizer.inDirectory(checkpoint)
+      } else {
+        store = ParameterStore(config: try ModelPreset.config(model, vocab: CharTokenizer().vocabSize), seed: UInt64(seed))
+      }
+      let tok: any PolicyTokenizer = tokenizer ?? CharTokenizer()
+      try Trainer.checkVocabulary(model: store.layout.config.vocabSize, tokenizer: tok, what: checkpoint ?? "--model \(model)")
+      let validation: [Problem], demonstration: (Int) throws -> (prompt: String, response: String), answerMarker: String
+      if task.hasSuffix(".jsonl") {
+        if teacher != nil { throw ValidationError("--teacher applies to built-in tasks; a JSONL file's demonstrations are its rows (--response-field)") }
+        let demos = try JSONLDemonstrations(path: task, fields: JSONLFields(prompt: promptField, answer: answerField),
+                                            responseField: responseField, marker: marker ?? "", seed: UInt64(seed))
+        validation = demos.validation
+        demonstration = demos.demonstration
+        answerMarker = marker ?? ""
+        print("\(task): \(demos.train.count) demonstrations, \(validation.count) validation rows")
+      } else {
+        let name = teacher ?? "careful"
+        guard let t = Teacher.named(name) else { throw ValidationError("--teacher must be careful, sloppy, terse or forgetful") }
+        let gen = try TaskRegistry.make(task, digits: digits, terms: terms > 0 ? terms : nil)
+        let split = TaskSplit(generator: gen, seed: UInt64(seed))
+        try split.checkPopulated()
+        validation = split.distinctSet(.validation, count: 200, stream: .coldStart)
+        demonstration = { index in
+          let p = split.problem(.train, index: index, stream: .coldStart)
+          return (p.prompt, t.demonstrate(p, index: index))
+        }
+        answerMarker = marker ?? gen.answerMarker
+      }
+      let grader = try Grader(reward: "exact-match", marker: answerMarker, threshold: 1)
+      report = try ColdStart.fit(store: store, tokenizer: tok, grader: grader, validation: validation, options: options,
+                                 threads: threads, log: { print($0) }, demonstration: demonstration)
+    }
     try Checkpoint.save(directory: out, store: store)
+    try tokenizer?.copy(to: out)
     print(String(format: "saved %@: %d steps, validation greedy accuracy %.3f, %.1f s", out, report.steps, report.validationAccuracy, report.seconds))
   }
 }
