@@ -79,13 +79,14 @@ public struct SFTOptions: Sendable {
 public struct JSONLDemonstrations: Sendable {
   public let train: [(problem: Problem, response: String)]
   public let validation: [Problem]
+  public let seed: UInt64
 
   public init(path: String, fields: JSONLFields = .init(), responseField: String = "response", marker: String = "", seed: UInt64) throws {
     var train: [(problem: Problem, response: String)] = [], validation: [Problem] = []
     for row in try Dataset.rows(path, fields: fields) {
       switch TaskSplit.split(of: row.prompt) {
       case .eval: continue
-      case .validation: if validation.count < 200 { validation.append(row) }
+      case .validation: validation.append(row)
       case .train:
         let extra = (try? JSONSerialization.jsonObject(with: Data(row.extraJSON.utf8))) as? [String: Any]
         train.append((problem: row, response: extra?[responseField] as? String ?? marker + row.answer))
@@ -94,15 +95,16 @@ public struct JSONLDemonstrations: Sendable {
     guard !train.isEmpty, !validation.isEmpty else {
       throw TaskError.invalid("dataset \(path): \(train.count) row(s) fall in the train split and \(validation.count) in the validation split; keel sft needs both (about 13/16 and 1/16 of the rows): add rows")
     }
-    // one seeded shuffle (Fisher–Yates), then cycled
-    var rng = SplitMix64(seed: seed ^ 0x7366_745F_6A73_6F6E)
-    for i in stride(from: train.count - 1, to: 0, by: -1) { train.swapAt(i, rng.int(0...i)) }
     self.train = train
-    self.validation = validation
+    // up to 200, chosen by split hash: independent of the file's order
+    self.validation = Dataset.sample(validation, count: 200).chosen
+    self.seed = seed
   }
 
+  /// The index-th demonstration: the train rows in a fresh seeded permutation per epoch.
   public func demonstration(_ index: Int) -> (prompt: String, response: String) {
-    let d = train[index % train.count]
+    let n = train.count
+    let d = train[keyedPermutation(index % n, count: n, key: hashKey(seed, 0x7366_74, UInt64(index / n)))]
     return (d.problem.prompt, d.response)
   }
 }

@@ -165,8 +165,9 @@ public struct Comparison {
           let prov = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return "its provenance.json is missing" }
     // runs from before the data version was recorded: split-v2 came with the eval.reward key
     let version = prov["data_version"] as? String ?? (flat["eval.reward"] != nil ? "split-v2" : "split-v1")
-    if version != TaskSplit.dataVersion {
-      return "its problems come from data version \(version) (made by an older Keel), not \(TaskSplit.dataVersion)"
+    let current = TaskSplit.dataVersion(task: want.string("task.name"))
+    if version != current {
+      return "its problems come from data version \(version) (made by an older Keel), not \(current)"
     }
     // every recorded file (input data, then plugin libraries) must still have its SHA-256
     let files = (prov["files"] as? [[String: Any]] ?? []).map { ($0, "its input \($0["path"] ?? "?") (\($0["role"] ?? "?"))") }

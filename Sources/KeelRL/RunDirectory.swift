@@ -106,7 +106,7 @@ public struct RunDirectory: Sendable {
       "plugins": pluginInfo, "files": Self.inputFiles(config), "blas": "OpenBLAS (cblas) core type \(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "auto"); matrix products: KeelKernels kk_gemm",
       "cpu_model": CPUInfo.field("model name"), "cpu_flags": CPUInfo.field("flags").split(separator: " ").filter { ["avx2", "fma", "f16c", "avx512f"].contains(String($0)) }.map(String.init),
       "threads": config.int("train.threads"), "ranks": ranks, "cold_start": coldStart ?? "none",
-      "model_parameters": policy.store.layout.count, "data_version": TaskSplit.dataVersion,
+      "model_parameters": policy.store.layout.count, "data_version": TaskSplit.dataVersion(task: config.string("task.name")),
     ]
     try writeAtomically(try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), to: path + "/provenance.json")
   }

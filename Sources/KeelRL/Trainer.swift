@@ -87,7 +87,8 @@ public final class Trainer {
     let marker = config.optionalString("task.marker") ?? config.pluginParams["reward"]?["marker"]
     if taskName.hasSuffix(".jsonl") {
       return try Dataset(jsonl: taskName, evalPath: config.optionalString("task.eval_path"), evalCount: config.int("task.eval_size"),
-                         marker: marker ?? "", fields: JSONLFields(prompt: config.string("task.prompt_field"), answer: config.string("task.answer_field")))
+                         marker: marker ?? "", fields: JSONLFields(prompt: config.string("task.prompt_field"), answer: config.string("task.answer_field")),
+                         seed: UInt64(config.int("seed")))
     }
     let gen = try TaskRegistry.make(taskName, digits: config.int("task.digits"), terms: terms > 0 ? terms : nil)
     return try Dataset(task: gen, seed: UInt64(config.int("seed")), evalCount: config.int("task.eval_size"), marker: marker)

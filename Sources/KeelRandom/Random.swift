@@ -26,6 +26,28 @@ public let splitMix64Gamma: UInt64 = 0x9E37_79B9_7F4A_7C15
   return h
 }
 
+/// A keyed bijection of 0..<n, computed per index without storing a permutation: a 4-round
+/// Feistel network on the smallest even bit width covering n (≤ 4n values), walking the cycle
+/// until the value falls in 0..<n (fewer than 4 rounds of walking on average). A fresh shuffle
+/// per key (e.g. per epoch of a dataset) at O(1) memory.
+public func keyedPermutation(_ i: Int, count n: Int, key: UInt64) -> Int {
+  precondition(n > 0 && i >= 0 && i < n, "keyedPermutation: index \(i) outside 0..<\(n)")
+  guard n > 1 else { return 0 }
+  var bits = 2
+  while (1 << bits) < n { bits += 1 }
+  if bits % 2 == 1 { bits += 1 }
+  let half = bits / 2, mask = UInt64((1 << half) - 1)
+  var x = UInt64(i)
+  repeat {
+    var l = x >> UInt64(half), r = x & mask
+    for round in 0..<4 as Range<UInt64> {
+      (l, r) = (r, l ^ (mix64(key ^ mix64(r &+ (round << 56))) & mask))
+    }
+    x = (l << UInt64(half)) | r
+  } while x >= UInt64(n)
+  return Int(x)
+}
+
 /// A reproducible stream for one key.
 public struct CounterRNG: Sendable {
   public private(set) var state: UInt64

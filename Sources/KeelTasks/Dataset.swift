@@ -2,10 +2,15 @@
 // JSONL file, one object per line: {"prompt": …, "answer": …, "task"?: …, any other fields}
 // (field names configurable), held out by the split hash or given as a second file.
 // Both split by the same well-mixed prompt hash (TaskSplit.split(of:)): a JSONL row hashed to
-// the held-out split is held out (up to evalCount), every other row trains.
+// the held-out split is held out, every other row trains. Nothing depends on the file's order
+// (a file sorted by operand or topic gives the same kind of batches and held-out set as a
+// shuffled one): when more rows hash to the held-out side than evalCount, the held-out set is
+// the evalCount with the smallest split hashes (the rest train), and the training rows are
+// drawn in a fresh seeded permutation per epoch.
 // The other fields are passed to reward plugins as the row's extra JSON; `task` selects the
 // reward for the row. A bad row is an error naming the file, the line and the field.
 import Foundation
+import KeelRandom
 
 public struct Dataset: Sendable {
   public let name: String
@@ -13,6 +18,8 @@ public struct Dataset: Sendable {
   public let eval: [Problem]
   public let split: TaskSplit?
   public let answerMarker: String
+  /// Seeds the JSONL training order.
+  public let seed: UInt64
 
   /// A procedural task: problems on demand for training, a fixed held-out set for eval.
   /// `marker`: the final-answer marker when the config sets one (nil: the task's own).
@@ -23,18 +30,32 @@ public struct Dataset: Sendable {
     train = nil
     eval = split!.evalSet(count: evalCount)
     answerMarker = marker ?? task.answerMarker
+    self.seed = seed
   }
 
-  /// JSONL: rows whose prompt hashes to the held-out split are held out (up to `evalCount`),
-  /// or, with `evalPath`, the held-out rows are that file's (up to `evalCount`) and every row of
-  /// `path` trains — a prompt in both files is an error (it would be trained on and judged on).
+  /// The problems of the set to hold out, at most `count`, independent of the file's order: the
+  /// ones with the smallest split hashes (ties: file order); the rest are returned too.
+  public static func sample(_ rows: [Problem], count: Int) -> (chosen: [Problem], rest: [Problem]) {
+    guard rows.count > count else { return (rows, []) }
+    let keys = rows.map { TaskSplit.splitHash($0.prompt) }
+    let order = rows.indices.sorted { (keys[$0], $0) < (keys[$1], $1) }
+    let chosen = Set(order.prefix(count))
+    return (rows.indices.filter { chosen.contains($0) }.map { rows[$0] }, rows.indices.filter { !chosen.contains($0) }.map { rows[$0] })
+  }
+
+  /// JSONL: rows whose prompt hashes to the held-out split are held out (up to `evalCount`,
+  /// chosen by `sample`; the others train), or, with `evalPath`, the held-out rows are that
+  /// file's (up to `evalCount`, chosen the same way) and every row of `path` trains — a prompt in
+  /// both files is an error (it would be trained on and judged on).
   /// `marker`: the final-answer marker that evaluation (and the reward, unless it sets its own) uses.
-  public init(jsonl path: String, evalPath: String? = nil, evalCount: Int, marker: String = "", fields: JSONLFields = .init()) throws {
+  /// `seed`: the training order (a fresh permutation per epoch).
+  public init(jsonl path: String, evalPath: String? = nil, evalCount: Int, marker: String = "", fields: JSONLFields = .init(),
+              seed: UInt64 = 1) throws {
     let rows = try Self.rows(path, fields: fields)
     var train: [Problem] = [], eval: [Problem] = []
     if let evalPath {
       train = rows
-      eval = Array(try Self.rows(evalPath, fields: fields).prefix(evalCount))
+      eval = Self.sample(try Self.rows(evalPath, fields: fields), count: evalCount).chosen
       let trained = Set(train.map { Array($0.prompt.utf8) })
       let shared = eval.filter { trained.contains(Array($0.prompt.utf8)) }
       if let first = shared.first {
@@ -42,7 +63,9 @@ public struct Dataset: Sendable {
       }
     } else {
       guard rows.count >= 2 else { throw TaskError.invalid("dataset \(path): needs at least 2 rows, found \(rows.count)") }
-      for r in rows { (TaskSplit.split(of: r.prompt) == .eval && eval.count < evalCount ? { eval.append(r) } : { train.append(r) })() }
+      let held = Self.sample(rows.filter { TaskSplit.split(of: $0.prompt) == .eval }, count: evalCount)
+      eval = held.chosen
+      train = rows.filter { TaskSplit.split(of: $0.prompt) != .eval } + held.rest
       if eval.isEmpty { eval.append(train.removeLast()) }
     }
     name = (path as NSString).lastPathComponent
@@ -50,6 +73,7 @@ public struct Dataset: Sendable {
     self.eval = eval
     self.split = nil
     answerMarker = marker
+    self.seed = seed
   }
 
   /// A JSONL file's rows: `fields.prompt` (a string) and `fields.answer` (any JSON value, as
@@ -77,9 +101,13 @@ public struct Dataset: Sendable {
     return rows
   }
 
-  /// The training problem at a global index (cycling through a JSONL file).
+  /// The training problem at a global index: a JSONL file's rows in a fresh seeded permutation
+  /// per epoch (never the file's order), or the task's train split.
   public func trainProblem(_ index: Int) -> Problem {
-    if let train { return train[index % train.count] }
+    if let train {
+      let epoch = index / train.count
+      return train[keyedPermutation(index % train.count, count: train.count, key: hashKey(seed, 0x6A73_6F6E_6C, UInt64(epoch)))]
+    }
     return split!.problem(.train, index: index, stream: .rl)
   }
 }

@@ -164,6 +164,10 @@ public struct TaskSplit: Sendable {
   /// The split scheme and problem streams, recorded in a run's provenance.json: runs made under
   /// another version drew other problems (keel compare does not reuse them).
   public static let dataVersion = "split-v2"
+  /// The data version of a run on `task` (a task name or a .jsonl path): JSONL runs add how a
+  /// file's rows are ordered and held out (jsonl-v2: a seeded permutation per epoch and a
+  /// held-out sample by split hash; before, the file's order).
+  public static func dataVersion(task: String) -> String { task.hasSuffix(".jsonl") ? dataVersion + "/jsonl-v2" : dataVersion }
 
   /// Held-out test: 2 in 16 prompts; validation (the cold start's early stop): 1 in 16; train: 13 in 16.
   public static let fractions: [(Split, Double)] = [(.train, 13.0 / 16), (.eval, 2.0 / 16), (.validation, 1.0 / 16)]

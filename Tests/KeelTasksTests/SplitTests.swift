@@ -179,8 +179,10 @@ final class SplitTests: XCTestCase {
     let fields = JSONLFields(prompt: "question", answer: "solution")
     let d = try Dataset(jsonl: dir + "/train.jsonl", evalPath: dir + "/held.jsonl", evalCount: 8, fields: fields)
     XCTAssertEqual(d.train?.count, 30, "every row of the training file trains")
-    XCTAssertEqual(d.eval.map(\.prompt), (100..<108).map { "\($0)+1=" })
-    XCTAssertEqual(d.eval[0].answer, "101")
+    // 8 of the 10 held-out rows, chosen by split hash (not the file's first 8), in file order
+    let byHash = (100..<110).map { "\($0)+1=" }.sorted { TaskSplit.splitHash($0) < TaskSplit.splitHash($1) }
+    XCTAssertEqual(d.eval.map(\.prompt), (100..<110).map { "\($0)+1=" }.filter { byHash.prefix(8).contains($0) })
+    XCTAssertEqual(d.eval.first { $0.prompt == "101+1=" }?.answer ?? "102", "102")
     XCTAssertEqual(d.train?[3].extraJSON, "{\"level\":2}", "other fields reach the reward plugins")
     // a held-out prompt that is also trained on is refused
     try (held + ["{\"question\": \"5+1=\", \"solution\": 6}"]).joined(separator: "\n").write(toFile: dir + "/held.jsonl", atomically: true, encoding: .utf8)
@@ -189,6 +191,56 @@ final class SplitTests: XCTestCase {
     }
     // a missing field is named with its configured name
     XCTAssertThrowsError(try Dataset(jsonl: dir + "/train.jsonl", evalCount: 8)) { XCTAssertTrue("\($0)".contains("field 'prompt' (a string) is missing"), "\($0)") }
+  }
+
+  /// A JSONL file sorted by its first operand (as files often are): RL's batches and the
+  /// held-out set must not follow the file's order (before: the first batches were all "0+…",
+  /// and the held-out set was the first eval_size held-out rows, small first operands only).
+  func testAJSONLFilesOrderDoesNotShapeTheBatchesOrTheHeldOutSet() throws {
+    let dir = NSTemporaryDirectory() + "keel-jsonlorder-\(UUID().uuidString.prefix(8))"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    var lines: [String] = []
+    for a in 0..<100 { for b in 0..<100 { lines.append("{\"prompt\": \"\(a)+\(b)=\", \"answer\": \"\(a + b)\"}") } }
+    try lines.joined(separator: "\n").write(toFile: dir + "/sorted.jsonl", atomically: true, encoding: .utf8)
+    try lines.reversed().joined(separator: "\n").write(toFile: dir + "/reversed.jsonl", atomically: true, encoding: .utf8)
+    let d = try Dataset(jsonl: dir + "/sorted.jsonl", evalCount: 500, seed: 1)
+    let r = try Dataset(jsonl: dir + "/reversed.jsonl", evalCount: 500, seed: 1)
+    let first = { (p: Problem) in Double(p.prompt.split(separator: "+")[0])! }
+    // the held-out set: the same 500 problems whatever the order, spread over every first operand
+    XCTAssertEqual(d.eval.count, 500)
+    XCTAssertEqual(Set(d.eval.map(\.prompt)), Set(r.eval.map(\.prompt)))
+    XCTAssertEqual(d.eval.map(first).reduce(0, +) / 500, 49.5, accuracy: 4, "held-out mean first operand (uniform 0…99: 49.5 ± 1.3 s.e.)")
+    XCTAssertTrue(d.eval.allSatisfy { TaskSplit.split(of: $0.prompt) == .eval })
+    // the first RL batch (32 prompts): spread like the file, not its first rows
+    let batch = (0..<32).map { d.trainProblem($0) }
+    XCTAssertEqual(batch.map(first).reduce(0, +) / 32, 49.5, accuracy: 17, "first batch mean first operand (s.e. 5.1)")
+    XCTAssertGreaterThan(Set(batch.map(first)).count, 15)
+    // every training row once per epoch, a different order next epoch and under another seed
+    let n = d.train!.count
+    let epoch0 = (0..<n).map { d.trainProblem($0).prompt }, epoch1 = (n..<(2 * n)).map { d.trainProblem($0).prompt }
+    XCTAssertEqual(Set(epoch0).count, n)
+    XCTAssertEqual(Set(epoch1), Set(epoch0))
+    XCTAssertNotEqual(epoch0.prefix(100), epoch1.prefix(100))
+    let s2 = try Dataset(jsonl: dir + "/sorted.jsonl", evalCount: 500, seed: 2)
+    XCTAssertNotEqual((0..<100).map { s2.trainProblem($0).prompt }, Array(epoch0.prefix(100)))
+    XCTAssertEqual(TaskSplit.dataVersion(task: dir + "/sorted.jsonl"), "split-v2/jsonl-v2")
+    XCTAssertEqual(TaskSplit.dataVersion(task: "addition"), "split-v2")
+  }
+
+  func testKeyedPermutationIsABijectionAndKeyed() {
+    for n in [1, 2, 3, 5, 16, 17, 255, 1000, 4097] {
+      let p = (0..<n).map { keyedPermutation($0, count: n, key: 42) }
+      XCTAssertEqual(Set(p).count, n, "n = \(n)")
+      XCTAssertTrue(p.allSatisfy { (0..<n).contains($0) })
+      if n >= 16 {
+        XCTAssertNotEqual(p, (0..<n).map { keyedPermutation($0, count: n, key: 43) }, "n = \(n)")
+        XCTAssertNotEqual(p, Array(0..<n), "n = \(n)")
+      }
+    }
+    // positions are spread: the image of the first 10% of 0..<1000 has a mean near 500
+    let head = (0..<100).map { Double(keyedPermutation($0, count: 1000, key: 7)) }
+    XCTAssertEqual(head.reduce(0, +) / 100, 499.5, accuracy: 87, "s.e. 29")
   }
 
   func testATaskTooSmallToSplitIsRefused() throws {
