@@ -4,6 +4,7 @@
  * experts: R2/R3 in the paper — indices are forced, gates still come from the live
  * router probabilities), and the Switch / HF load-balancing loss.
  */
+#include <math.h>
 #include "kk_internal.h"
 
 enum { KK_ROUTER_MAX_E = 1024 }; /* aux loss keeps per-expert sums on the stack */
@@ -14,14 +15,22 @@ static void kk_router_check(int E, int k) {
 
 /* Natural choice: slot s gets the largest probability after slots 0…s−1 in the order
  * (probability descending, expert index ascending) — i.e. ties go to the lower index. */
+static inline float kk_topk_key(float x) { return x != x ? -INFINITY : x; }
+
 static void kk_topk(int32_t *experts, const float *p, int E, int k) {
+    // the k largest of p in (value desc, index asc) order; NaN ranks below every number, so
+    // the result is always k distinct experts in 0..E-1 (a NaN weight then surfaces as a NaN
+    // gate and loss, which the trainer's NaN guard reports, instead of an index of -1)
     for (int s = 0; s < k; s++) {
         int prev = s > 0 ? experts[s - 1] : -1;
+        float pv = prev >= 0 ? kk_topk_key(p[prev]) : 0.0f;
         int best = -1;
+        float bv = 0.0f;
         for (int e = 0; e < E; e++) {
+            float v = kk_topk_key(p[e]);
             // e must come after prev in the order, and beat the best so far
-            if (prev >= 0 && !(p[e] < p[prev] || (p[e] == p[prev] && e > prev))) continue;
-            if (best < 0 || p[e] > p[best]) best = e;
+            if (prev >= 0 && !(v < pv || (v == pv && e > prev))) continue;
+            if (best < 0 || v > bv) { best = e; bv = v; }
         }
         experts[s] = best;
     }

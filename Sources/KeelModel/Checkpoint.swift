@@ -82,7 +82,8 @@ public enum Checkpoint {
     if let extra = owner.keys.sorted().first(where: { !expected.contains($0) }) {
       throw CheckpointError.tensor(path: directory, name: extra, reason: "is not part of a \(config.modelType) model with this config (unexpected tensor)")
     }
-    var values = [Float](repeating: 0, count: layout.count)
+    // every tensor present with its shape before anything model-sized is allocated (the shapes'
+    // byte sizes were checked against the files' own sizes when they were opened)
     for t in layout.tensors {
       guard let file = owner[t.name], let f = files[file], let entry = f.entries[t.name] else {
         throw CheckpointError.tensor(path: directory, name: t.name, reason: "is missing")
@@ -90,7 +91,14 @@ public enum Checkpoint {
       guard entry.shape == t.shape else {
         throw CheckpointError.tensor(path: directory, name: t.name, reason: "has shape \(entry.shape), expected \(t.shape)")
       }
-      let v = f.floats(t.name)!
+    }
+    var values = [Float](repeating: 0, count: layout.count)
+    for t in layout.tensors {
+      let v = files[owner[t.name]!]!.floats(t.name)!
+      // a non-finite weight would poison every forward pass (and MoE routing): refuse it by name
+      if let i = v.firstIndex(where: { !$0.isFinite }) {
+        throw CheckpointError.tensor(path: directory, name: t.name, reason: "holds a non-finite value (\(v[i])) at flat index \(i)")
+      }
       values.replaceSubrange(t.range, with: v)
     }
     let store = ParameterStore(layout: layout, values: values)
@@ -103,9 +111,15 @@ public enum Checkpoint {
       guard let v = f.floats(name), v.count == layout.count else {
         throw CheckpointError.tensor(path: optPath, name: name, reason: "is missing or has the wrong size")
       }
+      if let i = v.firstIndex(where: { !$0.isFinite || (name == "adam.v" && $0 < 0) }) {
+        throw CheckpointError.tensor(path: optPath, name: name, reason: "holds an invalid value (\(v[i])) at index \(i): moments are finite and adam.v ≥ 0")
+      }
       v.withUnsafeBufferPointer { buf.p.update(from: $0.baseAddress!, count: v.count) }
     }
-    opt.step = Int(f.metadata["step"] ?? "0") ?? 0
+    guard let step = Int(f.metadata["step"] ?? "0"), step >= 0 else {
+      throw CheckpointError.tensor(path: optPath, name: "__metadata__.step", reason: "is '\(f.metadata["step"] ?? "")', not a step count ≥ 0")
+    }
+    opt.step = step
     return (store, opt)
   }
 }

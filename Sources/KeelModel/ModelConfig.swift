@@ -46,6 +46,24 @@ public struct ModelConfig: Equatable, Sendable {
     isMoE && !mlpOnlyLayers.contains(l) && decoderSparseStep > 0 && (l + 1) % decoderSparseStep == 0
   }
 
+  /// Upper bounds on the sizes of a config.json (far above anything Keel trains on a CPU, far
+  /// below what would overflow or exhaust memory before a tensor is read).
+  public static let limits = (vocab: 1 << 21, width: 1 << 16, layers: 1024, heads: 1024, headDim: 1024, positions: 1 << 20,
+                              experts: 1024, parameters: 1 << 32)
+
+  /// The parameter count in floating point (no overflow whatever the sizes): the embedding and
+  /// head, and per layer attention, norms and the FFN (dense, or experts plus router).
+  public var approximateParameterCount: Double {
+    let H = Double(hiddenSize), V = Double(vocabSize), hd = Double(headDim)
+    let attention = H * hd * Double(numAttentionHeads) * 2 + H * hd * Double(numKeyValueHeads) * 2 + 2 * hd + 2 * H
+    var total = V * H * (tieWordEmbeddings ? 1 : 2) + H
+    for l in 0..<max(0, min(numHiddenLayers, Self.limits.layers)) {
+      let ffn = isSparse(layer: l) ? Double(numExperts) * 3 * H * Double(moeIntermediateSize) + H * Double(numExperts) : 3 * H * Double(intermediateSize)
+      total += attention + ffn
+    }
+    return total
+  }
+
   public func validate() throws {
     func bad(_ key: String, _ why: String) -> ModelConfigError { .invalid(key: key, reason: why) }
     guard ["qwen3", "qwen3_moe"].contains(modelType) else {
@@ -56,6 +74,17 @@ public struct ModelConfig: Equatable, Sendable {
                    ("head_dim", headDim), ("max_position_embeddings", maxPositionEmbeddings)] where v <= 0 {
       throw bad(k, "must be positive, got \(v)")
     }
+    // sizes Keel can hold: a config.json comes from anyone, and sizes decide allocations
+    for (k, v, limit) in [("vocab_size", vocabSize, Self.limits.vocab), ("hidden_size", hiddenSize, Self.limits.width),
+                          ("num_hidden_layers", numHiddenLayers, Self.limits.layers), ("num_attention_heads", numAttentionHeads, Self.limits.heads),
+                          ("num_key_value_heads", numKeyValueHeads, Self.limits.heads), ("head_dim", headDim, Self.limits.headDim),
+                          ("intermediate_size", intermediateSize, Self.limits.width * 8),
+                          ("max_position_embeddings", maxPositionEmbeddings, Self.limits.positions)] where v > limit {
+      throw bad(k, "is \(v), more than Keel's limit \(limit)")
+    }
+    guard intermediateSize >= 0 else { throw bad("intermediate_size", "must not be negative, got \(intermediateSize)") }
+    guard rmsNormEps.isFinite && rmsNormEps > 0 else { throw bad("rms_norm_eps", "must be a positive number, got \(rmsNormEps)") }
+    guard ropeTheta.isFinite && ropeTheta > 1 else { throw bad("rope_theta", "must be a number above 1, got \(ropeTheta)") }
     guard numAttentionHeads % numKeyValueHeads == 0 else {
       throw bad("num_key_value_heads", "\(numKeyValueHeads) must divide num_attention_heads \(numAttentionHeads)")
     }
@@ -64,7 +93,16 @@ public struct ModelConfig: Equatable, Sendable {
       guard numExpertsPerTok >= 1, numExpertsPerTok <= numExperts else {
         throw bad("num_experts_per_tok", "must be in 1…num_experts (\(numExperts)), got \(numExpertsPerTok)")
       }
+      guard numExperts <= Self.limits.experts else { throw bad("num_experts", "is \(numExperts), more than Keel's limit \(Self.limits.experts)") }
+      guard numHiddenLayers * numExperts <= 1 << 16 else { throw bad("num_experts", "× num_hidden_layers is \(numHiddenLayers * numExperts) expert blocks, more than Keel's limit 65536") }
       guard moeIntermediateSize > 0 else { throw bad("moe_intermediate_size", "must be positive") }
+      guard moeIntermediateSize <= Self.limits.width * 8 else { throw bad("moe_intermediate_size", "is \(moeIntermediateSize), more than Keel's limit \(Self.limits.width * 8)") }
+      guard decoderSparseStep >= 0 else { throw bad("decoder_sparse_step", "must not be negative, got \(decoderSparseStep)") }
+    }
+    guard routerAuxLossCoef.isFinite else { throw bad("router_aux_loss_coef", "must be a finite number") }
+    let n = approximateParameterCount
+    guard n <= Double(Self.limits.parameters) else {
+      throw bad("hidden_size/num_hidden_layers/num_experts", String(format: "describe a model of %.3g parameters (%.0f GB in fp32), more than Keel's limit of ", n, n * 4 / 1e9) + "\(Self.limits.parameters)")
     }
     if (0..<numHiddenLayers).contains(where: { !isSparse(layer: $0) }) && intermediateSize <= 0 {
       throw bad("intermediate_size", "dense layers need a positive intermediate_size")
@@ -105,19 +143,15 @@ extension ModelConfig: Codable {
     numHiddenLayers = try c.decode(Int.self, forKey: .num_hidden_layers)
     numAttentionHeads = try c.decode(Int.self, forKey: .num_attention_heads)
     numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .num_key_value_heads) ?? numAttentionHeads
-    headDim = try c.decodeIfPresent(Int.self, forKey: .head_dim) ?? hiddenSize / numAttentionHeads
+    headDim = try c.decodeIfPresent(Int.self, forKey: .head_dim) ?? (numAttentionHeads > 0 ? hiddenSize / numAttentionHeads : 0)
     intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediate_size) ?? 0
     rmsNormEps = Float(try c.decodeIfPresent(Double.self, forKey: .rms_norm_eps) ?? 1e-6)
-    if let theta = try c.decodeIfPresent(Double.self, forKey: .rope_theta) {
-      ropeTheta = theta
-    } else if let p = try c.decodeIfPresent(RopeParameters.self, forKey: .rope_parameters) {
-      if let t = p.rope_type, t != "default" {
-        throw ModelConfigError.unsupported(key: "rope_parameters.rope_type", reason: "'\(t)' (only default RoPE)")
-      }
-      ropeTheta = p.rope_theta ?? 10_000
-    } else {
-      ropeTheta = 10_000
+    // a scaled RoPE (yarn, linear…) is refused even when rope_theta is also given
+    let rope = try c.decodeIfPresent(RopeParameters.self, forKey: .rope_parameters)
+    if let t = rope?.rope_type, t != "default" {
+      throw ModelConfigError.unsupported(key: "rope_parameters.rope_type", reason: "'\(t)' (only default RoPE)")
     }
+    ropeTheta = try c.decodeIfPresent(Double.self, forKey: .rope_theta) ?? rope?.rope_theta ?? 10_000
     if c.contains(.rope_scaling), try !c.decodeNil(forKey: .rope_scaling) {
       throw ModelConfigError.unsupported(key: "rope_scaling", reason: "only unscaled RoPE (rope_scaling: null)")
     }

@@ -26,6 +26,7 @@ public struct SafeTensorsFile {
     guard data.count >= 8 else { throw bad("file is \(data.count) bytes, shorter than the 8-byte header length") }
     let n = data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian
     guard n <= UInt64(data.count - 8) else { throw bad("header length \(n) runs past the end of the \(data.count)-byte file (truncated?)") }
+    guard n <= 100_000_000 else { throw bad("header length \(n) is over the format's 100 MB limit") }
     let headerData = data.subdata(in: 8..<(8 + Int(n)))
     guard let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any] else {
       throw bad("the header is not a JSON object")
@@ -52,7 +53,15 @@ public struct SafeTensorsFile {
       guard offs[0] >= 0, offs[0] <= offs[1], offs[1] <= dataSize else {
         throw bad("tensor '\(name)' data_offsets \(offs) lie outside the \(dataSize) data bytes (truncated?)")
       }
-      guard offs[1] - offs[0] == shape.reduce(1, *) * width else {
+      // element count without overflow; no negative dimension
+      var elements = 1
+      for d in shape {
+        guard d >= 0 else { throw bad("tensor '\(name)' has a negative dimension in shape \(shape)") }
+        let (product, overflow) = elements.multipliedReportingOverflow(by: d)
+        guard !overflow, product <= dataSize else { throw bad("tensor '\(name)' shape \(shape) holds more elements than the file has bytes") }
+        elements = product
+      }
+      guard offs[1] - offs[0] == elements * width else {
         throw bad("tensor '\(name)' has \(offs[1] - offs[0]) bytes for shape \(shape) of \(dtype)")
       }
       entries[name] = Entry(dtype: dtype, shape: shape, range: offs[0]..<offs[1])

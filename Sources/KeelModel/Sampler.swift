@@ -22,6 +22,11 @@ public enum SamplerPrecision: String, Sendable, CaseIterable, Codable {
   case fp32, bf16, fp16, fp8, exact
 }
 
+public struct SamplerError: Error, CustomStringConvertible {
+  public let message: String
+  public var description: String { message }
+}
+
 public struct SamplingParams: Sendable {
   /// 0 = greedy (argmax; the recorded log-prob is then at temperature 1).
   public var temperature: Float = 1
@@ -147,6 +152,19 @@ public final class Sampler: @unchecked Sendable {
     let reqs = sequences.enumerated().map { SampleRequest(prompt: [$0.element[0]], promptIndex: $0.offset, sampleIndex: 0) }
     let params = SamplingParams(temperature: temperature, maxTokens: max(1, sequences.map { $0.count - 1 }.max() ?? 1))
     return decode(reqs, params: params, seed: 0, step: 0, forced: sequences.map { Array($0.dropFirst()) })
+  }
+
+  /// Callers check requests here first (generate's own check is a precondition): the longest
+  /// prompt plus max_tokens must fit the model's context, and no prompt may be empty.
+  public func check(_ requests: [SampleRequest], maxTokens: Int, label: (SampleRequest) -> String = { "prompt \($0.promptIndex)" }) throws {
+    guard let longest = requests.max(by: { $0.prompt.count < $1.prompt.count }) else { return }
+    guard maxTokens >= 1 else { throw SamplerError(message: "max_tokens is \(maxTokens); a response needs at least 1 token") }
+    if longest.prompt.count + maxTokens > config.maxPositionEmbeddings {
+      throw SamplerError(message: "\(label(longest)) has \(longest.prompt.count) tokens; with max_tokens \(maxTokens) that is \(longest.prompt.count + maxTokens) positions, more than the model's max_position_embeddings \(config.maxPositionEmbeddings): shorten the prompt or lower sampler.max_tokens to at most \(config.maxPositionEmbeddings - longest.prompt.count)")
+    }
+    if let empty = requests.first(where: { $0.prompt.isEmpty }) {
+      throw SamplerError(message: "\(label(empty)) has no tokens")
+    }
   }
 
   func decode(_ requests: [SampleRequest], params: SamplingParams, seed: UInt64, step: Int, forced: [[Int32]]?) -> [SampleResult] {

@@ -63,6 +63,7 @@ public enum Evaluator {
       for (j, p) in prompts.enumerated() {
         for s in 0..<k { reqs.append(SampleRequest(prompt: p, promptIndex: share.lowerBound + j, sampleIndex: s)) }
       }
+      try policy.sampler.check(reqs, maxTokens: maxTokens) { "prompt \(problems[$0.promptIndex].prompt.debugDescription)" }
       let out = policy.sampler.generate(reqs, params: SamplingParams(temperature: t, maxTokens: maxTokens, stopTokens: Set(tokenizer.stopTokens)),
                                         seed: seed ^ 0xE7A1, step: 0)
       let ok = try grader.correct(out.map { tokenizer.decode($0.tokens) }, reqs.map { problems[$0.promptIndex] })

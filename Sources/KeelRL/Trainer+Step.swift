@@ -24,6 +24,7 @@ extension Trainer {
     }
     let params = SamplingParams(temperature: Float(config.float("sampler.temperature")), topP: Float(config.float("sampler.top_p")),
                                 topK: config.int("sampler.top_k"), maxTokens: config.int("sampler.max_tokens"), stopTokens: Set(tokenizer.stopTokens))
+    try policy.sampler.check(requests, maxTokens: params.maxTokens) { "training prompt \(problems[$0.promptIndex - (step - 1) * B - share.lowerBound].prompt.debugDescription)" }
     let (samples, tSample) = timed { policy.sampler.generate(requests, params: params, seed: seed, step: step) }
     m["time_sampling"] = tSample
     let k = modelConfig.isMoE ? modelConfig.numExpertsPerTok : 0

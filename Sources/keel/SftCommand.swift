@@ -179,6 +179,7 @@ struct EvalCommand: ParsableCommand {
     if show > 0 {
       let shown = Array(data.eval.prefix(show))
       let reqs = try shown.enumerated().map { SampleRequest(prompt: try tok.encodePrompt($0.element.prompt), promptIndex: $0.offset, sampleIndex: 0) }
+      try policy.sampler.check(reqs, maxTokens: maxTok) { "held-out prompt \(shown[$0.promptIndex].prompt.debugDescription)" }
       let out = policy.sampler.generate(reqs, params: SamplingParams(temperature: 0, maxTokens: maxTok, stopTokens: Set(tok.stopTokens)), seed: seedValue, step: 0)
       let texts = out.map { tok.decode($0.tokens) }
       for ((pr, text), ok) in zip(zip(shown, texts), try grader.correct(texts, shown)) {

@@ -705,6 +705,24 @@ final class RoutingTests: XCTestCase {
         XCTAssertEqual(gates[1], gates[2])
     }
 
+    /// Non-finite router logits (a NaN weight upstream) never yield an expert outside 0..E-1:
+    /// NaN ranks below every number, so the k choices stay distinct and valid (before: expert −1,
+    /// and the caller read p[−1]).
+    func testRouterWithNaNLogitsStillChoosesValidDistinctExperts() {
+        for logits: [Float] in [[.nan, .nan, .nan, .nan, .nan, .nan], [0.5, .nan, 2, .nan, 1, 0], [.infinity, 1, .nan, -.infinity, 0, 2]] {
+            for k in 1...4 {
+                var experts = [Int32](repeating: 99, count: k), gates = [Float](repeating: 0, count: k), probs = [Float](repeating: 0, count: 6)
+                kk_router_forward(&experts, &gates, &probs, logits, nil, 1, 6, Int32(k), 1)
+                XCTAssertTrue(experts.allSatisfy { (0..<6).contains($0) }, "\(logits) k \(k): \(experts)")
+                XCTAssertEqual(Set(experts).count, k, "\(logits) k \(k): \(experts)")
+            }
+        }
+        // finite probabilities still come first when some are NaN
+        var experts = [Int32](repeating: 0, count: 2), gates = [Float](repeating: 0, count: 2), probs = [Float](repeating: 0, count: 3)
+        kk_router_forward(&experts, &gates, &probs, [1, 2, 3], nil, 1, 3, 2, 1)
+        XCTAssertEqual(experts, [2, 1])
+    }
+
     /// kk_moe_combine and kk_moe_gate_grad against the fma chains written out in Swift, bit for
     /// bit (C a multiple of 8 and not: whole vectors and the scalar tail), and against Double.
     func testMoECombineAndGateGradAreTheFMAChains() {

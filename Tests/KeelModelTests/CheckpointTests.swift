@@ -97,6 +97,83 @@ final class CheckpointTests: XCTestCase {
       expectError(d, needle)
     }
   }
+
+  /// A non-finite weight is refused by name and index (it used to crash MoE routing), and
+  /// corrupt Adam moments or step on resume likewise.
+  func testNonFiniteWeightsAndCorruptOptimizerStateAreRefusedByName() throws {
+    let d = try saved()
+    let f = try SafeTensorsFile(path: d + "/model.safetensors")
+    var tensors: [(String, [Int], [Float])] = f.entries.keys.sorted().map { ($0, f.entries[$0]!.shape, f.floats($0)!) }
+    let gate = tensors.firstIndex { $0.0 == "model.layers.0.mlp.gate.weight" }!
+    tensors[gate].2[5] = .nan
+    try tensors.map { $0.2 }.withUnsafeBufferPointers { ptrs in
+      try SafeTensorsFile.write(path: d + "/model.safetensors", tensors: zip(tensors, ptrs).map { ($0.0.0, $0.0.1, $0.1) })
+    }
+    expectError(d, "tensor 'model.layers.0.mlp.gate.weight' holds a non-finite value (nan) at flat index 5")
+    // optimizer: a negative second moment, a NaN first moment, a negative step
+    let store = Tiny.store(Tiny.config(moe: true))
+    for (what, needle) in [("v", "adam.v' holds an invalid value (-1.0)"), ("m", "adam.m' holds an invalid value (inf)"), ("step", "'__metadata__.step' is '-5'")] {
+      let dir = tempDir()
+      let opt = AdamW(count: store.layout.count)
+      opt.step = what == "step" ? -5 : 3
+      if what == "v" { opt.v.p[7] = -1 }
+      if what == "m" { opt.m.p[2] = .infinity }
+      try Checkpoint.save(directory: dir, store: store, optimizer: opt)
+      XCTAssertThrowsError(try Checkpoint.load(directory: dir, optimizer: true)) { e in XCTAssertTrue("\(e)".contains(needle), "\(e)") }
+    }
+  }
+
+  /// Sizes in a config.json are bounded before anything is allocated: each extreme value is a
+  /// clear error naming the key (they used to grow memory without end, abort allocating
+  /// terabytes, trap on overflow or divide by zero).
+  func testExtremeConfigValuesAreClearErrors() throws {
+    let cases: [(String, String, String)] = [
+      ("num_experts", "99999999999", "'num_experts' is 99999999999, more than Keel's limit 1024"),
+      ("num_hidden_layers", "99999999999", "'num_hidden_layers' is 99999999999, more than Keel's limit 1024"),
+      ("hidden_size", "2147483648", "'hidden_size' is 2147483648, more than Keel's limit 65536"),
+      ("hidden_size", "4611686018427387904", "'hidden_size' is 4611686018427387904"),
+      ("vocab_size", "9223372036854775807", "'vocab_size' is 9223372036854775807"),
+      ("rms_norm_eps", "-1", "'rms_norm_eps' must be a positive number"),
+      ("rope_theta", "0", "'rope_theta' must be a number above 1"),
+      ("intermediate_size", "-3", "'intermediate_size' must not be negative"),
+      ("rope_parameters", "{\"rope_type\": \"yarn\", \"rope_theta\": 10000}", "'rope_parameters.rope_type' is not supported"),
+    ]
+    for (key, value, needle) in cases {
+      let d = try saved()
+      var text = try String(contentsOfFile: d + "/config.json", encoding: .utf8)
+      text = text.replacingOccurrences(of: "\"\(key)\" : ", with: "\"\(key)\" : \(value), \"_old_\(key)\" : ")
+      if !text.contains("\"\(key)\" : \(value)") { text = text.replacingOccurrences(of: "{", with: "{ \"\(key)\" : \(value),", options: [], range: text.range(of: "{")) }
+      try text.write(toFile: d + "/config.json", atomically: true, encoding: .utf8)
+      expectError(d, needle)
+    }
+    // heads 0 and no head_dim: no division by zero
+    let d = try saved()
+    var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: d + "/config.json"))) as! [String: Any]
+    json["num_attention_heads"] = 0
+    json.removeValue(forKey: "head_dim")
+    try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: d + "/config.json"))
+    expectError(d, "'num_attention_heads' must be positive, got 0")
+    // the sizes together: layers and width each within limits, the product not
+    var big = ModelConfig()
+    big.numHiddenLayers = 1000; big.hiddenSize = 8192; big.numAttentionHeads = 64; big.numKeyValueHeads = 64; big.headDim = 128
+    big.numExperts = 64; big.moeIntermediateSize = 4096
+    XCTAssertThrowsError(try big.validate()) { XCTAssertTrue("\($0)".contains("more than Keel's limit of 4294967296"), "\($0)") }
+  }
+
+  /// A safetensors header whose shape overflows or is negative is refused (it used to trap).
+  func testSafetensorsShapesThatOverflowAreRefused() throws {
+    for shape in ["[4611686018427387904, 4]", "[-1, -4]", "[9223372036854775807, 9223372036854775807]"] {
+      let header = "{\"t\": {\"dtype\": \"F32\", \"shape\": \(shape), \"data_offsets\": [0, 16]}}"
+      var data = withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { Data($0) }
+      data.append(Data(header.utf8))
+      data.append(Data(count: 16))
+      let path = tempDir() + "/x.safetensors"
+      try data.write(to: URL(fileURLWithPath: path))
+      XCTAssertThrowsError(try SafeTensorsFile(path: path)) { e in
+        XCTAssertTrue("\(e)".contains("negative dimension") || "\(e)".contains("more elements than the file has bytes"), "\(shape): \(e)")
+      }
+    }
+  }
 }
 
 extension Array where Element == [Float] {

@@ -1,0 +1,43 @@
+// HardeningTests.swift — inputs from anyone end in one clear error and a non-zero exit, never a
+// signal: a prompt plus max_tokens beyond the model's context (a --set value, a keel eval flag,
+// a long JSONL prompt) is named with both numbers before anything is sampled.
+import Foundation
+import KeelTestSupport
+import XCTest
+
+final class HardeningTests: XCTestCase {
+  let env = ["KEEL_CACHE": NSTemporaryDirectory() + "keel-test-cache", "KEEL_PLUGIN_PATH": ""]
+
+  func expectClearError(_ r: TestSupport.Output, _ needles: [String], file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertNotEqual(r.status, 0, r.stdout, file: file, line: line)
+    XCTAssertFalse(r.signaled, "ended by a signal: " + r.stdout, file: file, line: line)
+    for n in needles { XCTAssertTrue(r.stdout.contains(n), "'\(n)' not in: " + r.stdout, file: file, line: line) }
+  }
+
+  func testPromptPlusMaxTokensBeyondTheContextIsAClearError() throws {
+    // 1. --set sampler.max_tokens beyond max_position_embeddings (128)
+    let out = TestSupport.tempDir("keel-ctx")
+    let a = try TestSupport.run(TestSupport.keel, ["train", "--out", out + "/a", "--quiet", "--preset", "test", "--steps", "1",
+                                                   "--set", "coldstart.checkpoint=none", "--set", "sampler.max_tokens=200"], environment: env)
+    expectClearError(a, ["with max_tokens 200", "more than the model's max_position_embeddings 128"])
+    // 2. keel eval --max-tokens on a checkpoint
+    let ckpt = TestSupport.tempDir("keel-ctx-model")
+    for f in ["config.json", "model.safetensors"] {
+      try FileManager.default.copyItem(atPath: TestSupport.root + "/Tests/Fixtures/hf/qwen3moe-norm/" + f, toPath: ckpt + "/" + f)
+    }
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+      try FileManager.default.copyItem(atPath: TestSupport.root + "/Tests/Fixtures/tokenizers/wordlevel/" + f, toPath: ckpt + "/" + f)
+    }
+    let b = try TestSupport.run(TestSupport.keel, ["eval", "--checkpoint", ckpt, "--max-tokens", "1000", "--eval-size", "4"], environment: env)
+    expectClearError(b, ["with max_tokens 1000", "max_position_embeddings 64"])
+    // 3. a JSONL prompt longer than the context
+    let data = out + "/long.jsonl"
+    var rows = (0..<40).map { "{\"prompt\": \"\($0)+1=\", \"answer\": \"\($0 + 1)\"}" }
+    rows.append("{\"prompt\": \"\(String(repeating: "1+", count: 151))1=\", \"answer\": \"152\"}")
+    try rows.joined(separator: "\n").write(toFile: data, atomically: true, encoding: .utf8)
+    let c = try TestSupport.run(TestSupport.keel, ["train", "--out", out + "/c", "--quiet", "--preset", "test", "--steps", "40",
+                                                   "--set", "coldstart.checkpoint=none", "--set", "task.name=\(data)",
+                                                   "--set", "rollout.prompts=4", "--set", "task.eval_size=2"], environment: env)
+    expectClearError(c, ["prompt \"1+1+1+", "has 305 tokens", "max_position_embeddings 128"])
+  }
+}
