@@ -19,10 +19,10 @@ final class HFRunTests: XCTestCase {
   let env = ["KEEL_CACHE": NSTemporaryDirectory() + "keel-test-cache", "KEEL_PLUGIN_PATH": ""]
 
   /// A model directory: the fixture model plus, when given, a fixture tokenizer.
-  func modelDir(tokenizer: String?) throws -> String {
+  func modelDir(tokenizer: String?, model: String = "qwen3moe-norm") throws -> String {
     let dir = TestSupport.tempDir("keel-hfdir")
     for f in ["config.json", "model.safetensors"] {
-      try FileManager.default.copyItem(atPath: TestSupport.root + "/Tests/Fixtures/hf/qwen3moe-norm/" + f, toPath: dir + "/" + f)
+      try FileManager.default.copyItem(atPath: TestSupport.root + "/Tests/Fixtures/hf/\(model)/" + f, toPath: dir + "/" + f)
     }
     if let tokenizer {
       for f in ["tokenizer.json", "tokenizer_config.json"] {
@@ -41,7 +41,12 @@ final class HFRunTests: XCTestCase {
   }
 
   func testRLFromAHuggingFaceDirectoryWithItsTokenizer() throws {
-    let dir = try modelDir(tokenizer: "wordlevel"), data = try additions()
+    // Qwen3-MoE and dense Qwen3 (GQA, head_dim ≠ hidden / heads), both made by transformers
+    for model in ["qwen3moe-norm", "qwen3-gqa"] { try rlFromAHuggingFaceDirectory(model: model) }
+  }
+
+  func rlFromAHuggingFaceDirectory(model: String) throws {
+    let dir = try modelDir(tokenizer: "wordlevel", model: model), data = try additions()
     let out = TestSupport.tempDir("keel-hfrun") + "/run"
     let r = try TestSupport.run(TestSupport.keel, ["train", "--out", out, "--quiet", "--preset", "test", "--steps", "2",
                                                    "--set", "model.checkpoint=\(dir)", "--set", "task.name=\(data)",
