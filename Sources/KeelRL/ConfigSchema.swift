@@ -117,6 +117,43 @@ public enum ConfigSchema {
     k("diagnostics.threshold", .float, .float(0.1), "a response is first-order valid if its residual is below this"),
   ]
 
+  /// Bounds of every number key, enforced when a configuration resolves (before anything reads
+  /// it): a config file comes from anyone, and these values size allocations, loops and kernels.
+  public static let bounds: [String: ClosedRange<Double>] = [
+    "seed": 0...1e15, "steps": 0...1e8,
+    "task.digits": 1...9, "task.terms": 0...64, "task.eval_size": 1...1_000_000,
+    "coldstart.target_accuracy": 0...1, "coldstart.max_steps": 1...1e7, "coldstart.lr": 1e-12...1, "coldstart.check_every": 1...1e7,
+    "coldstart.batch": 1...65_536,
+    "sampler.temperature": 1e-3...100, "sampler.top_p": 1e-6...1, "sampler.top_k": 0...2_097_152, "sampler.max_tokens": 1...1_048_576,
+    "rollout.prompts": 1...65_536, "rollout.group_size": 1...4_096,
+    "train.minibatches": 1...65_536, "train.lr": 0...1, "train.warmup_steps": 0...1e8, "train.weight_decay": 0...1,
+    "train.grad_clip": 0...1e6, "train.micro_batch": 1...1_048_576, "train.aux_loss_coef": 0...100, "train.threads": 1...256,
+    "distributed.timeout": 0...1e6, "distributed.check_every": 0...1e8,
+    "reward.foreign.weight": -1e6...1e6, "reward.weight": -1e6...1e6,
+    "eval.every": 1...1e8, "eval.samples": 1...1_024, "eval.threshold": -1e9...1e9,
+    "checkpoint.every": 1...1e8, "diagnostics.threshold": 0...1e6,
+  ]
+
+  /// Limits on products of keys (memory per step).
+  static func checkCrossKeys(_ v: [String: ConfigValue]) throws {
+    func n(_ k: String) -> Int { if case .int(let x) = v[k] { return x }; return 0 }
+    if n("rollout.prompts") * n("rollout.group_size") > 1 << 20 {
+      throw ConfigError.badValue(key: "rollout.prompts", expected: "rollout.prompts × rollout.group_size ≤ 1048576 responses per step",
+                                 got: "\(n("rollout.prompts")) × \(n("rollout.group_size"))")
+    }
+    if n("task.eval_size") * n("eval.samples") > 1 << 22 {
+      throw ConfigError.badValue(key: "eval.samples", expected: "task.eval_size × eval.samples ≤ 4194304 responses per evaluation",
+                                 got: "\(n("task.eval_size")) × \(n("eval.samples"))")
+    }
+  }
+
+  /// "int in 1…65536": a key's type and, for numbers, its bounds.
+  public static func typeDescription(_ k: ConfigKey) -> String {
+    guard let b = bounds[k.key] else { return k.kind.rawValue }
+    func f(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e16 ? String(Int(x)) : "\(x)" }
+    return "\(k.kind.rawValue) in \(f(b.lowerBound))…\(f(b.upperBound))"
+  }
+
   /// The `test` preset: tiny model and batches, so end-to-end tests take seconds.
   public static let testPreset: [String: ConfigValue] = [
     "model.preset": .string("tiny"), "rollout.prompts": .int(8), "rollout.group_size": .int(4),
@@ -129,23 +166,63 @@ public enum ConfigSchema {
 
   static var byKey: [String: ConfigKey] { Dictionary(uniqueKeysWithValues: keys.map { ($0.key, $0) }) }
 
-  /// Flatten a YAML document to dotted keys.
+  /// What a YAML config may be: a config file comes from anyone, and YAML can nest and alias
+  /// without bound (a 10 KB file nested 5,000 deep overflowed the parser's stack; a 330-byte
+  /// alias bomb expanded without end).
+  public static let yamlLimits = (bytes: 1 << 20, depth: 64, nodes: 100_000)
+
+  /// Flatten a YAML document to dotted keys. The text is checked first (size; nesting, from
+  /// indentation, "- " indicators and brackets, so the recursive composer never sees a deep
+  /// document), then composed (aliases stay shared, not expanded) and walked with a budget of
+  /// nodes that counts every visit through an alias.
   public static func flatten(yaml text: String, source: String) throws -> [String: String] {
-    let node: Any?
-    do { node = try Yams.load(yaml: text) } catch { throw ConfigError.syntax("\(source): not valid YAML: \(error)") }
+    let L = yamlLimits
+    guard text.utf8.count <= L.bytes else {
+      throw ConfigError.syntax("\(source): \(text.utf8.count) bytes; a config file may have at most \(L.bytes)")
+    }
+    var flow = 0
+    for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+      var indent = 0, rest = Substring(line)
+      while let c = rest.first, c == " " || c == "\t" || (c == "-" && (rest.dropFirst().first.map { $0 == " " || $0 == "\t" } ?? true)) {
+        indent += 1
+        rest = rest.dropFirst()
+      }
+      for c in rest.utf8 {
+        if c == UInt8(ascii: "[") || c == UInt8(ascii: "{") { flow += 1 } else if c == UInt8(ascii: "]") || c == UInt8(ascii: "}") { flow = max(0, flow - 1) }
+        if flow > L.depth { throw ConfigError.syntax("\(source):\(n + 1): brackets nested more than \(L.depth) deep") }
+      }
+      if indent > 8 * L.depth { throw ConfigError.syntax("\(source):\(n + 1): indented \(indent) deep; a config nests at most \(L.depth) levels") }
+    }
+    let node: Node?
+    do { node = try Yams.compose(yaml: text) } catch { throw ConfigError.syntax("\(source): not valid YAML: \(error)") }
     guard let root = node else { return [:] }
-    guard let dict = root as? [String: Any] else { throw ConfigError.syntax("\(source): the top level must be a mapping of keys") }
+    guard case .mapping(let top) = root else { throw ConfigError.syntax("\(source): the top level must be a mapping of keys") }
     var out: [String: String] = [:]
-    func walk(_ prefix: String, _ v: Any) {
-      if let d = v as? [String: Any] {
-        for (k, x) in d { walk(prefix.isEmpty ? k : prefix + "." + k, x) }
-      } else if v is NSNull {
-        out[prefix] = "null"
-      } else {
-        out[prefix] = "\(v)"
+    var visited = 0
+    func walk(_ prefix: String, _ mapping: Node.Mapping, depth: Int) throws {
+      guard depth <= L.depth else { throw ConfigError.syntax("\(source): '\(prefix)' nests more than \(L.depth) levels") }
+      for (k, v) in mapping {
+        visited += 1
+        guard visited <= L.nodes else { throw ConfigError.syntax("\(source): more than \(L.nodes) values (YAML aliases expanding?)") }
+        guard let key = k.scalar?.string else { throw ConfigError.syntax("\(source): a key under '\(prefix)' is not a plain string") }
+        let path = prefix.isEmpty ? key : prefix + "." + key
+        switch v {
+        case .mapping(let m): try walk(path, m, depth: depth + 1)
+        case .sequence, .scalar: out[path] = try render(v, depth: depth + 1)
+        }
       }
     }
-    walk("", dict)
+    // a scalar as Yams.load gives it ("\(Any)"); a list as "[a, b]" (for plugin parameters), bounded
+    func render(_ v: Node, depth: Int) throws -> String {
+      visited += 1
+      guard visited <= L.nodes, depth <= L.depth else { throw ConfigError.syntax("\(source): more than \(L.nodes) values or \(L.depth) levels (YAML aliases expanding?)") }
+      switch v {
+      case .scalar: return v.null != nil ? "null" : "\(v.any)"
+      case .sequence(let items): return "[" + (try items.map { try render($0, depth: depth + 1) }).joined(separator: ", ") + "]"
+      case .mapping: throw ConfigError.syntax("\(source): a mapping inside a list is not a config value")
+      }
+    }
+    try walk("", top, depth: 1)
     return out
   }
 
@@ -223,6 +300,14 @@ public enum ConfigSchema {
       for (k, v) in testPreset where values[k] == nil { values[k] = v }
     }
     for spec in keys where values[spec.key] == nil { values[spec.key] = spec.defaultValue }
+    for (key, range) in bounds {
+      let x: Double
+      switch values[key] { case .int(let i)?: x = Double(i); case .float(let d)?: x = d; default: continue }
+      guard range.contains(x) else {
+        throw ConfigError.badValue(key: key, expected: typeDescription(table[key]!), got: "\(values[key]!)")
+      }
+    }
+    try checkCrossKeys(values)
     raw.removeAll()
     return ResolvedConfig(values: values, pluginParams: params)
   }

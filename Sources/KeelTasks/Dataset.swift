@@ -122,7 +122,21 @@ public struct JSONLFields: Sendable {
 
 public enum TaskRegistry {
   public static let names = ["addition", "arithmetic", "sorting", "countdown", "scratchpad"]
+  /// The built-in tasks' settings, bounded so every answer fits a 64-bit integer and every
+  /// problem is cheap to make: digits 1…9; terms per task (arithmetic also
+  /// digits + (terms − 1)·log10 9 ≤ 18, its largest product).
+  public static let termRanges: [String: ClosedRange<Int>] = ["arithmetic": 2...16, "sorting": 1...64, "countdown": 2...12, "scratchpad": 2...64]
+
   public static func make(_ name: String, digits: Int?, terms: Int?) throws -> any TaskGenerator {
+    if let digits, ["addition", "arithmetic", "scratchpad"].contains(name), !(1...9).contains(digits) {
+      throw TaskError.invalid("task.digits must be in 1…9 for \(name), got \(digits)")
+    }
+    if let terms, let range = termRanges[name], !range.contains(terms) {
+      throw TaskError.invalid("task.terms must be in \(range.lowerBound)…\(range.upperBound) for \(name), got \(terms) (0: the task's default)")
+    }
+    if name == "arithmetic", Double(digits ?? 2) + Double((terms ?? 3) - 1) * log10(9.0) > 18 {
+      throw TaskError.invalid("arithmetic with \(digits ?? 2) digits and \(terms ?? 3) terms can exceed a 64-bit answer: lower task.digits or task.terms")
+    }
     switch name {
     case "addition": return AdditionTask(digits: digits ?? 2)
     case "arithmetic": return ArithmeticTask(digits: digits ?? 2, terms: terms ?? 3)

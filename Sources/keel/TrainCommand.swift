@@ -31,7 +31,7 @@ struct TrainCommand: ParsableCommand {
 
   func run() throws {
     if helpConfig {
-      for k in ConfigSchema.keys { print("\(k.key) (\(k.kind.rawValue), default \(k.defaultValue)): \(k.doc)") }
+      for k in ConfigSchema.keys { print("\(k.key) (\(ConfigSchema.typeDescription(k)), default \(k.defaultValue)): \(k.doc)") }
       return
     }
     installStopHandlers()
