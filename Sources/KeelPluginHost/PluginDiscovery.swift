@@ -2,7 +2,9 @@
 // ends in .so) or a name. Names are searched, in order, in the directories of
 // KEEL_PLUGIN_PATH (':'-separated) and then the built-in directory (where the running keel
 // binary lives, which is where SwiftPM puts the built-in plugin libraries). The first
-// library whose descriptor has that name wins.
+// library whose descriptor has that name wins: the conventional file names first
+// (libkeel-NAME.so, libNAME.so, NAME.so), then every library that exports keel_plugin_entry
+// by its ELF symbol table (others are never loaded). Trust: PluginTrust.swift.
 
 #if canImport(Glibc)
 import Glibc
@@ -49,12 +51,11 @@ public struct PluginDiscovery: Sendable {
     return names.sorted().map { directory.hasSuffix("/") ? directory + $0 : directory + "/" + $0 }
   }
 
-  /// Does the file export keel_plugin_entry? Checked from the ELF dynamic symbols would be
-  /// nicer; dlopen is what the host does anyway (RTLD_NODELETE), so loading is the check.
+  /// Does the file export keel_plugin_entry? Read from the ELF dynamic symbol table without
+  /// loading the library, so scanning a directory never runs an unrelated library's
+  /// constructors; only a file that exports the entry is then dlopened.
   static func exportsEntry(_ path: String) -> Bool {
-    _ = dlerror()
-    guard let h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else { return false }
-    return dlsym(h, "keel_plugin_entry") != nil
+    ELFSymbols.exports("keel_plugin_entry", path: path)
   }
 
   public struct Listing: Sendable {
@@ -100,7 +101,7 @@ public struct PluginDiscovery: Sendable {
       for file in ["libkeel-\(name).so", "lib\(name).so", "\(name).so"] {
         let path = dir + "/" + file
         var isDir = false
-        if fileExists(path, isDirectory: &isDir), !isDir, let lib = try? PluginLibrary.load(path: path), lib.name == name {
+        if fileExists(path, isDirectory: &isDir), !isDir, Self.exportsEntry(path), let lib = try? PluginLibrary.load(path: path), lib.name == name {
           return lib
         }
       }

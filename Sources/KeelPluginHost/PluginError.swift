@@ -6,6 +6,8 @@ import KeelABI
 public enum PluginError: Error, CustomStringConvertible, Equatable {
   case fileNotFound(path: String)
   case notFound(name: String, searched: [String], available: [String])
+  /// Code named by a file (not the command line) outside every trusted place.
+  case untrusted(reference: String, key: String, source: String)
   case loadFailed(path: String, reason: String)
   case missingEntry(path: String, reason: String)
   case entryReturnedNull(path: String)
@@ -34,6 +36,8 @@ public enum PluginError: Error, CustomStringConvertible, Equatable {
       return "plugin file '\(path)' does not exist. Check the path, or refer to a built-in plugin by name (see `keel plugins list`)."
     case .notFound(let name, let searched, let available):
       return "no plugin named '\(name)' in \(searched.isEmpty ? "any plugin directory" : searched.joined(separator: ", ")). Available: \(available.isEmpty ? "none" : available.joined(separator: ", ")). Pass a path (./libmine.so) or add its directory to KEEL_PLUGIN_PATH."
+    case .untrusted(let reference, let key, let source):
+      return "\(source) names '\(reference)' as \(key), which is code outside every trusted place (the built-in plugins, KEEL_PLUGIN_PATH); a config file cannot choose code to run. If you trust it, pass --trust \(reference) (or its directory), add its directory to KEEL_PLUGIN_PATH, or give it on the command line (--set \(key)=\(reference))."
     case .loadFailed(let path, let reason):
       return "cannot load plugin '\(path)': \(reason). Is it a shared library built for this machine (cc -shared -fPIC), with all its dependencies installed?"
     case .missingEntry(let path, let reason):

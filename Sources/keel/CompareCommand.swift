@@ -2,6 +2,7 @@
 // report) and `keel experiment NAME --scale small|full` (the paper's experiments as arms).
 import ArgumentParser
 import Foundation
+import KeelPluginHost
 import KeelRL
 
 struct CompareOptions: ParsableArguments {
@@ -13,6 +14,7 @@ struct CompareOptions: ParsableArguments {
   @Option(help: "The reference arm of the paired differences (default: the first arm).") var baselineArm: String?
   @Option(help: "The accuracy results and verdicts are about: eval_accuracy_greedy | eval_accuracy.") var metric: String = "eval_accuracy_greedy"
   @Option(name: .customLong("plot"), help: "Also plot this metrics.jsonl key (repeatable; every plugin-declared metric is plotted anyway).") var plots: [String] = []
+  @Option(name: .customLong("trust"), help: "Allow a plugin or foreign library that --config or --arms names by path: this file or directory (repeatable).") var trust: [String] = []
 
   func seedList(default fallback: String = "1,2,3") throws -> [Int] {
     let s = (seeds ?? fallback).split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -68,11 +70,15 @@ struct CompareCommand: ParsableCommand {
     if let config {
       guard let text = try? String(contentsOfFile: config, encoding: .utf8) else { throw ValidationError("cannot read --config \(config)") }
       base = try ConfigSchema.flatten(yaml: text, source: config)
+      try PluginTrust(trusted: options.trust).check(base, source: config)
     }
     var list: [Arm] = []
     if let arms {
       guard let text = try? String(contentsOfFile: arms, encoding: .utf8) else { throw ValidationError("cannot read --arms \(arms)") }
       let parsed = try Arm.parse(yaml: text, source: arms)
+      let trustPolicy = PluginTrust(trusted: options.trust)
+      try trustPolicy.check(parsed.base, source: arms)
+      for arm in parsed.arms { try trustPolicy.check(arm.overrides, source: arms + " (arm \(arm.name))") }
       list += parsed.arms
       base.merge(parsed.base) { a, _ in a }
     }

@@ -8,6 +8,7 @@
 import ArgumentParser
 import Foundation
 import KeelDistributed
+import KeelPluginHost
 import KeelRL
 
 struct TrainCommand: ParsableCommand {
@@ -24,6 +25,7 @@ struct TrainCommand: ParsableCommand {
   @Option(help: "Starting values: default | test (tiny, seconds).") var preset: String?
   @Option(help: "Threads per process (per rank under mpirun); sets train.threads.") var threads: Int?
   @Option(help: "Continue the run in this directory from its latest checkpoint.") var resume: String?
+  @Option(name: .customLong("trust"), help: "Allow a plugin or foreign library that --config or a resumed run's config.yaml names by path: this file or directory (repeatable). The command line's own choices need no --trust.") var trust: [String] = []
   @Flag(help: "Replace an existing run in --out: its run files are removed first (by default keel refuses to overwrite a run).") var force = false
   @Flag(help: "Also write TensorBoard event files.") var tensorboard = false
   @Flag(help: "No progress line.") var quiet = false
@@ -83,6 +85,9 @@ struct TrainCommand: ParsableCommand {
     if let baseline { overrides["baseline.name"] = baseline }
     if let preset { overrides["preset"] = preset }
     if let threads { overrides["train.threads"] = String(threads) }
+    // code named by the file (not by this command line) must be in a trusted place
+    let source = resume.map { $0 + "/config.yaml" } ?? config ?? "the config"
+    try PluginTrust(trusted: trust).check(file.filter { overrides[$0.key] == nil }, source: source)
     if tensorboard { overrides["log.tensorboard"] = "true" }
     let resolved = try ConfigSchema.resolve(file: file, overrides: overrides)
     if resume == nil {

@@ -222,7 +222,7 @@ final class ConfigDocTests: XCTestCase {
   func testConfigReferenceListsEveryKeyWithItsDefault() throws {
     let doc = try String(contentsOfFile: TestSupport.root + "/docs/config.md", encoding: .utf8)
     for k in ConfigSchema.keys {
-      XCTAssertTrue(doc.contains("| `\(k.key)` | \(k.kind.rawValue) | `\(k.defaultValue)` |"), "docs/config.md: \(k.key) missing or its default is not \(k.defaultValue)")
+      XCTAssertTrue(doc.contains("| `\(k.key)` | \(ConfigSchema.typeDescription(k)) | `\(k.defaultValue)` |"), "docs/config.md: \(k.key) missing, or its type, bounds or default (\(k.defaultValue)) changed: bash scripts/gen-config-doc.sh")
     }
   }
 }
