@@ -38,12 +38,29 @@ public enum BatchFile {
     return n.doubleValue
   }
 
+  /// A whole number that fits an Int64 with room (|x| ≤ 2^53): group ids, lengths, counts.
+  static func integer(_ path: String, _ d: [String: Any], _ key: String, _ at: String, default def: Int64? = nil, min: Int64 = Int64.min) throws -> Int64 {
+    if d[key] == nil, let def { return def }
+    let x = try number(path, d, key, at)
+    guard x == x.rounded(), abs(x) <= 9_007_199_254_740_992 else { throw fail(path, "\(at).\(key) must be a whole number of at most 2^53 in size, got \(x)") }
+    guard Int64(x) >= min else { throw fail(path, "\(at).\(key) must be at least \(min), got \(Int64(x))") }
+    return Int64(x)
+  }
+
+  /// A number that float32 holds (beyond ±3.4e38 it would silently become ±inf).
+  static func float32(_ path: String, _ d: [String: Any], _ key: String, _ at: String) throws -> Float {
+    let x = try number(path, d, key, at)
+    guard abs(x) <= Double(Float.greatestFiniteMagnitude) else { throw fail(path, "\(at).\(key) = \(x) is beyond float32's range") }
+    return Float(x)
+  }
+
   static func floats(_ path: String, _ d: [String: Any], _ key: String, _ at: String, count: Int? = nil) throws -> [Float]? {
     guard let v = d[key] else { return nil }
     guard let xs = v as? [Any] else { throw fail(path, "\(at).\(key) must be a list of numbers") }
     let out: [Float] = try xs.enumerated().map { j, x in
       guard let n = x as? NSNumber, !(x is String) else { throw fail(path, "\(at).\(key)[\(j)] must be a number") }
       guard n.doubleValue.isFinite else { throw fail(path, "\(at).\(key)[\(j)] is not a finite number") }
+      guard abs(n.doubleValue) <= Double(Float.greatestFiniteMagnitude) else { throw fail(path, "\(at).\(key)[\(j)] = \(n.doubleValue) is beyond float32's range") }
       return n.floatValue
     }
     if let count, out.count != count { throw fail(path, "\(at).\(key) has \(out.count) entries but logp has \(count)") }
@@ -67,15 +84,15 @@ public enum BatchFile {
       refs.append(ref ?? logp)
       let maskF = try floats(path, r, "mask", at, count: logp.count) ?? logp.map { _ in 1 }
       guard maskF.allSatisfy({ $0 == 0 || $0 == 1 }) else { throw fail(path, "\(at).mask entries must be 0 or 1") }
-      let adv = try number(path, r, "advantage", at)
-      let group = try number(path, r, "group", at, default: Double(i))
-      rows.append((Int64(group), Float(adv), logp, old, roll, maskF.map { UInt8($0) }))
+      let adv = try float32(path, r, "advantage", at)
+      let group = try integer(path, r, "group", at, default: Int64(i))
+      rows.append((group, adv, logp, old, roll, maskF.map { UInt8($0) }))
       labels.append((r["tokens"] as? [Any])?.map { "\($0)" } ?? logp.indices.map { "t\($0)" })
     }
     var b = ObjectiveBatch(responses: rows, logpRef: anyRef ? refs : nil)
     if obj["total_sequences"] != nil { b.totalSequences = try number(path, obj, "total_sequences", "batch") }
     if obj["total_tokens"] != nil { b.totalTokens = try number(path, obj, "total_tokens", "batch") }
-    if obj["max_response_tokens"] != nil { b.maxResponseTokens = Int64(try number(path, obj, "max_response_tokens", "batch")) }
+    if obj["max_response_tokens"] != nil { b.maxResponseTokens = try integer(path, obj, "max_response_tokens", "batch", min: 0) }
     try b.validate()
     return (b, labels)
   }
@@ -85,9 +102,9 @@ public enum BatchFile {
     var r: [Float] = [], g: [Int64] = [], l: [Int64] = []
     for (i, x) in rs.enumerated() {
       let at = "responses[\(i)]"
-      r.append(Float(try number(path, x, "reward", at)))
-      g.append(Int64(try number(path, x, "group", at)))
-      l.append(Int64(try number(path, x, "length", at, default: 1)))
+      r.append(try float32(path, x, "reward", at))
+      g.append(try integer(path, x, "group", at))
+      l.append(try integer(path, x, "length", at, default: 1, min: 0))
     }
     return (r, g, l)
   }

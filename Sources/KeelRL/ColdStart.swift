@@ -197,18 +197,25 @@ public enum ColdStart {
   /// The cached checkpoint for these settings, made (and cached) if missing.
   public static func cached(_ s: ColdStartSettings, log: (String) -> Void) throws -> (directory: String, made: ColdStartReport?) {
     if let dir = lookup(s) { return (dir, nil) }
+    StaleTemps.clean(cacheRoot)  // a cold start killed while saving left coldstart-….tmp-PID
     let dir = cacheDirectory(s)
     log("making the cold-start checkpoint (cached in \(dir))")
     let (store, report) = try train(s, log: log)
     let tmp = dir + ".tmp-\(getpid())"
     try? FileManager.default.removeItem(atPath: tmp)
-    try Checkpoint.save(directory: tmp, store: store)
-    let info: [String: Any] = ["steps": report.steps, "validation_greedy_accuracy": report.validationAccuracy,
-                               "seconds": report.seconds, "fingerprint": s.fingerprint,
-                               "made_by": "keel sft (ColdStart.cached)"]
-    try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: tmp + "/coldstart.json"))
-    try? FileManager.default.removeItem(atPath: dir)
-    try FileManager.default.moveItem(atPath: tmp, toPath: dir)
+    do {
+      try FileManager.default.createDirectory(atPath: cacheRoot, withIntermediateDirectories: true)
+      try Checkpoint.save(directory: tmp, store: store)
+      let info: [String: Any] = ["steps": report.steps, "validation_greedy_accuracy": report.validationAccuracy,
+                                 "seconds": report.seconds, "fingerprint": s.fingerprint,
+                                 "made_by": "keel sft (ColdStart.cached)"]
+      try writeAtomically(try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys]), to: tmp + "/coldstart.json")
+      try? FileManager.default.removeItem(atPath: dir)
+      try FileManager.default.moveItem(atPath: tmp, toPath: dir)
+    } catch {
+      try? FileManager.default.removeItem(atPath: tmp)
+      throw FileWriteError.from(error, path: tmp)
+    }
     return (dir, report)
   }
 }

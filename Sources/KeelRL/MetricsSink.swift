@@ -3,6 +3,7 @@
 // (TFRecord framing with masked CRC-32C around hand-encoded `Event` protobufs), so
 // `tensorboard --logdir RUN/tensorboard` shows every scalar without Python in Keel.
 import Foundation
+import KeelModel
 
 public typealias Metrics = [String: Double]
 
@@ -11,7 +12,7 @@ public let timingKeys: Set<String> = ["seconds", "tokens_per_second", "time_samp
                                       "time_updates", "time_eval", "time_diagnostics", "wall_seconds", "time_allreduce"]
 
 public final class JSONLWriter {
-  let handle: FileHandle
+  let file: AppendFile
   public init(path: String, truncateToStepAtMost: Int? = nil) throws {
     let fm = FileManager.default
     if let maxStep = truncateToStepAtMost, let text = try? String(contentsOfFile: path, encoding: .utf8) {
@@ -21,19 +22,18 @@ public final class JSONLWriter {
               let step = obj["step"] as? Int else { return false }
         return step <= maxStep
       }
-      try (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).write(toFile: path, atomically: true, encoding: .utf8)
+      try writeAtomically(Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8), to: path)
     } else if !fm.fileExists(atPath: path) || truncateToStepAtMost == nil {
-      fm.createFile(atPath: path, contents: nil)
+      try writeAtomically(Data(), to: path)
     }
-    handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-    handle.seekToEndOfFile()
+    file = try AppendFile(path: path)
   }
   /// Told the keys of a line's non-finite values (written as null), e.g. to log a warning.
   public var onNonFinite: ((_ step: Int, _ keys: [String]) -> Void)?
 
   /// One line. A NaN or infinite value is written as null (JSON has no NaN) and reported
   /// through `onNonFinite`: the line is never dropped.
-  public func write(_ m: Metrics, step: Int) {
+  public func write(_ m: Metrics, step: Int) throws {
     var obj: [String: Any] = [:]
     var bad: [String] = []
     for (k, v) in m {
@@ -41,37 +41,35 @@ public final class JSONLWriter {
     }
     obj["step"] = step
     if !bad.isEmpty { onNonFinite?(step, bad.sorted()) }
-    writeRaw(obj)
+    try writeRaw(obj)
   }
   /// Any JSON object (it must hold a "step" for resume truncation to keep it); values that
   /// JSON cannot hold are written as null.
-  public func writeRaw(_ obj: [String: Any]) {
+  public func writeRaw(_ obj: [String: Any]) throws {
     var clean = obj
     for (k, v) in obj { if let d = v as? Double, !d.isFinite { clean[k] = NSNull() } }
-    guard let data = try? JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys]) else { return }
-    handle.write(data + Data("\n".utf8))
+    let data = try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys])
+    try file.append(data + Data("\n".utf8))
   }
-  deinit { try? handle.close() }
 }
 
 /// TensorBoard scalars, natively.
 public final class TensorBoardWriter {
-  let handle: FileHandle
+  let file: AppendFile
   public let path: String
 
   public init(directory: String) throws {
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     let host = ProcessInfo.processInfo.hostName
     path = directory + "/events.out.tfevents.\(Int(Date().timeIntervalSince1970)).\(host)"
-    FileManager.default.createFile(atPath: path, contents: nil)
-    handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+    file = try AppendFile(path: path)
     var e = Data()
     Self.field(&e, 1, wire: 1); e.append(Self.le(Date().timeIntervalSince1970.bitPattern))
     Self.field(&e, 3, wire: 2); Self.bytes(&e, Data("brain.Event:2".utf8))
-    record(e)
+    try record(e)
   }
 
-  public func write(_ m: Metrics, step: Int) {
+  public func write(_ m: Metrics, step: Int) throws {
     var summary = Data()
     for (tag, value) in m.sorted(by: { $0.key < $1.key }) where value.isFinite {
       var v = Data()
@@ -83,17 +81,17 @@ public final class TensorBoardWriter {
     Self.field(&e, 1, wire: 1); e.append(Self.le(Date().timeIntervalSince1970.bitPattern))
     Self.field(&e, 2, wire: 0); Self.varint(&e, UInt64(step))
     Self.field(&e, 5, wire: 2); Self.bytes(&e, summary)
-    record(e)
+    try record(e)
   }
 
-  func record(_ data: Data) {
+  func record(_ data: Data) throws {
     var out = Data()
     let len = Self.le(UInt64(data.count))
     out.append(len)
     out.append(Self.le(Self.maskedCRC(len)))
     out.append(data)
     out.append(Self.le(Self.maskedCRC(data)))
-    handle.write(out)
+    try file.append(out)
   }
 
   static func le<T: FixedWidthInteger>(_ x: T) -> Data { withUnsafeBytes(of: x.littleEndian) { Data($0) } }
@@ -120,5 +118,4 @@ public final class TensorBoardWriter {
     let c = crc32c(data)
     return ((c >> 15) | (c << 17)) &+ 0xA282_EAD8
   }
-  deinit { try? handle.close() }
 }

@@ -3,6 +3,7 @@
 // run's parameters (validated against the plugin's declared schema). Combining rewards is
 // the host's job: total = Σ weight · reward, and each reward is logged as reward/<name>.
 import Foundation
+import KeelModel
 import KeelPluginHost
 
 public final class PluginSet {
@@ -70,7 +71,7 @@ public final class PluginSet {
   public func saveStates(directory: String) throws {
     for (role, p) in all {
       let blob = try p.saveState()
-      if !blob.isEmpty { try Data(blob).write(to: URL(fileURLWithPath: directory + "/plugin-\(role).state")) }
+      if !blob.isEmpty { try writeAtomically(Data(blob), to: directory + "/plugin-\(role).state") }
     }
   }
 

@@ -23,7 +23,37 @@ public struct RunState: Codable, Sendable {
     guard let data = FileManager.default.contents(atPath: directory + "/run_state.json") else {
       throw TrainerError(message: "\(directory) has no run_state.json: not a checkpoint of a keel run")
     }
-    return try JSONDecoder().decode(RunState.self, from: data)
+    let state: RunState
+    do { state = try JSONDecoder().decode(RunState.self, from: data) } catch {
+      throw TrainerError(message: "\(directory)/run_state.json is not a valid run state: \(error)")
+    }
+    guard state.step >= 0, state.trainSeconds.isFinite, state.trainSeconds >= 0 else {
+      throw TrainerError(message: "\(directory)/run_state.json: step \(state.step) and train seconds \(state.trainSeconds) must be ≥ 0")
+    }
+    return state
+  }
+}
+
+/// Temp files and directories a killed process left behind (NAME.tmp-PID with PID no longer
+/// running, and checkpoints' step-N.tmp): removed when the next process starts there.
+public enum StaleTemps {
+  public static func isStale(_ name: String) -> Bool {
+    guard let r = name.range(of: ".tmp", options: .backwards) else { return false }
+    let rest = name[r.upperBound...]
+    if rest.isEmpty { return true }
+    guard rest.hasPrefix("-"), let pid = Int32(rest.dropFirst()), pid > 0 else { return false }
+    return pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH
+  }
+
+  /// Remove the stale temps directly inside `directory`; returns what was removed.
+  @discardableResult
+  public static func clean(_ directory: String) -> [String] {
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+    var removed: [String] = []
+    for n in names.sorted() where isStale(n) {
+      if (try? FileManager.default.removeItem(atPath: directory + "/" + n)) != nil { removed.append(n) }
+    }
+    return removed
   }
 }
 
@@ -50,7 +80,13 @@ public struct RunDirectory: Sendable {
 
   public init(path: String, create: Bool) throws {
     self.path = path
-    if create { try FileManager.default.createDirectory(atPath: path + "/checkpoints", withIntermediateDirectories: true) }
+    if create {
+      do { try FileManager.default.createDirectory(atPath: path + "/checkpoints", withIntermediateDirectories: true) } catch {
+        throw FileWriteError.from(error, path: path + "/checkpoints")
+      }
+      StaleTemps.clean(path)
+      StaleTemps.clean(path + "/checkpoints")
+    }
   }
 
   public var latestCheckpoint: String? {
@@ -68,15 +104,21 @@ public struct RunDirectory: Sendable {
     let name = String(format: "step-%06d", step)
     let final = path + "/checkpoints/" + name, tmp = final + ".tmp"
     try? FileManager.default.removeItem(atPath: tmp)
-    try Checkpoint.save(directory: tmp, store: policy.store, optimizer: policy.optimizer)
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-    try enc.encode(state).write(to: URL(fileURLWithPath: tmp + "/run_state.json"))
-    try plugins.saveStates(directory: tmp)
-    try tokenizer?.copy(to: tmp)  // a Hugging Face directory again: AutoTokenizer loads it
-    try? FileManager.default.removeItem(atPath: final)
-    try FileManager.default.moveItem(atPath: tmp, toPath: final)
-    try writeAtomically(Data(name.utf8), to: path + "/checkpoints/latest")
+    do {
+      try Checkpoint.save(directory: tmp, store: policy.store, optimizer: policy.optimizer)
+      let enc = JSONEncoder()
+      enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+      try writeAtomically(try enc.encode(state), to: tmp + "/run_state.json")
+      try plugins.saveStates(directory: tmp)
+      try tokenizer?.copy(to: tmp)  // a Hugging Face directory again: AutoTokenizer loads it
+      try? FileManager.default.removeItem(atPath: final)
+      try FileManager.default.moveItem(atPath: tmp, toPath: final)
+      try writeAtomically(Data(name.utf8), to: path + "/checkpoints/latest")
+    } catch {
+      // a failed save (a full disk, a read-only directory) leaves no partial checkpoint behind
+      try? FileManager.default.removeItem(atPath: tmp)
+      throw FileWriteError.from(error, path: tmp)
+    }
   }
 
   public func writeSummary(_ s: Summary) throws {

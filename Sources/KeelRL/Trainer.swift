@@ -76,6 +76,12 @@ public final class Trainer {
       modelConfig = try ModelPreset.config(config.string("model.preset"), vocab: tokenizer.vocabSize)
     }
     try Self.checkVocabulary(model: modelConfig.vocabSize, tokenizer: tokenizer, what: config.optionalString("model.checkpoint") ?? "model.preset")
+    // a dataset's prompts must all encode: say which row does not, before any training
+    if let rows = dataset.train {
+      for p in rows + dataset.eval {
+        do { _ = try tokenizer.encodePrompt(p.prompt) } catch { throw TrainerError(message: "\(p.source.isEmpty ? dataset.name : p.source): \(error)") }
+      }
+    }
     try validate()
   }
 
@@ -246,7 +252,7 @@ public final class Trainer {
       let (e, dt) = try timed { try evaluate() }
       coldStartEval = e
       evalHistory.append((0, e.greedyAccuracy, e.accuracy, 0))
-      write(["eval_accuracy": e.accuracy, "eval_accuracy_greedy": e.greedyAccuracy, "time_eval": dt, "seconds": 0], step: 0)
+      try write(["eval_accuracy": e.accuracy, "eval_accuracy_greedy": e.greedyAccuracy, "time_eval": dt, "seconds": 0], step: 0)
       progress("step 0 (cold start): eval \(pct(e.accuracy)), greedy \(pct(e.greedyAccuracy))", final: true)
     }
     var stoppedBySignal = false
@@ -262,7 +268,7 @@ public final class Trainer {
         m["time_eval"] = dt
         evalHistory.append((step, e.greedyAccuracy, e.accuracy, trainSeconds))
       }
-      write(m, step: step)
+      try write(m, step: step)
       let eta = Date().timeIntervalSince(start) / Double(step) * Double(steps - step)
       diagnosticsSums.add(m)
       progress(String(format: "step %d/%d  reward %.3f  acc %.3f", step, steps, m["reward_mean"]!, m["accuracy"]!)
@@ -272,7 +278,7 @@ public final class Trainer {
       let checkEvery = config.int("distributed.check_every")
       if checkEvery > 0 && step % checkEvery == 0 {
         let sums = try checkWeightsAgree(after: "step \(step)")
-        weightsWriter?.writeRaw(["step": step, "ranks": sums.count, "checksums": sums.map(WeightChecksum.hex)])
+        try weightsWriter?.writeRaw(["step": step, "ranks": sums.count, "checksums": sums.map(WeightChecksum.hex)])
       }
       if step % config.int("checkpoint.every") == 0 || step == steps { try checkpoint() }
       // a signal on any rank stops every rank after the same step
@@ -289,9 +295,9 @@ public final class Trainer {
     return summary
   }
 
-  func write(_ m: Metrics, step: Int) {
-    metricsWriter?.write(m, step: step)
-    tensorboard?.write(m, step: step)
+  func write(_ m: Metrics, step: Int) throws {
+    try metricsWriter?.write(m, step: step)
+    try tensorboard?.write(m, step: step)
   }
 
   func progress(_ line: String, final: Bool) {

@@ -80,11 +80,9 @@ public struct Dataset: Sendable {
   /// text) are required; `fields.task` selects the reward for the row; every other field is the
   /// row's extra JSON for the reward plugins.
   public static func rows(_ path: String, fields: JSONLFields) throws -> [Problem] {
-    guard let data = FileManager.default.contents(atPath: path) else {
-      throw TaskError.invalid("dataset \(path): cannot read the file")
-    }
+    let text = try TextFile.read(path, what: "dataset")
     var rows: [Problem] = []
-    for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+    for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
       let trimmed = line.trimmingCharacters(in: .whitespaces)
       if trimmed.isEmpty { continue }
       guard let obj = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any] else {
@@ -96,7 +94,9 @@ public struct Dataset: Sendable {
       var extra = obj
       for k in [fields.prompt, fields.answer, fields.task] { extra.removeValue(forKey: k) }
       let extraJSON = String(decoding: try JSONSerialization.data(withJSONObject: extra, options: [.sortedKeys]), as: UTF8.self)
-      rows.append(Problem(prompt: prompt, answer: answer, task: task, extraJSON: extraJSON))
+      var problem = Problem(prompt: prompt, answer: answer, task: task, extraJSON: extraJSON)
+      problem.source = "\(path):\(n + 1)"
+      rows.append(problem)
     }
     return rows
   }

@@ -17,6 +17,8 @@ public struct Problem: Sendable, Equatable {
   public var answer: String
   public var task: String
   public var extraJSON: String = "{}"
+  /// Where a row came from ("file.jsonl:12"), for messages; empty for generated problems.
+  public var source: String = ""
   public init(prompt: String, answer: String, task: String, extraJSON: String = "{}") {
     self.prompt = prompt
     self.answer = answer

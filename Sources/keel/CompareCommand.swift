@@ -4,6 +4,7 @@ import ArgumentParser
 import Foundation
 import KeelPluginHost
 import KeelRL
+import KeelTasks
 
 struct CompareOptions: ParsableArguments {
   @Option(help: "Seeds, comma-separated (default 1,2,3; `keel experiment --scale full`: 1,2,3,4,5). Arms share seeds: the comparison is paired.") var seeds: String?
@@ -68,13 +69,13 @@ struct CompareCommand: ParsableCommand {
   func run() throws {
     var base: [String: String] = [:]
     if let config {
-      guard let text = try? String(contentsOfFile: config, encoding: .utf8) else { throw ValidationError("cannot read --config \(config)") }
+      let text = try TextFile.read(config, what: "--config", limit: ConfigSchema.yamlLimits.bytes)
       base = try ConfigSchema.flatten(yaml: text, source: config)
       try PluginTrust(trusted: options.trust).check(base, source: config)
     }
     var list: [Arm] = []
     if let arms {
-      guard let text = try? String(contentsOfFile: arms, encoding: .utf8) else { throw ValidationError("cannot read --arms \(arms)") }
+      let text = try TextFile.read(arms, what: "--arms", limit: ConfigSchema.yamlLimits.bytes)
       let parsed = try Arm.parse(yaml: text, source: arms)
       let trustPolicy = PluginTrust(trusted: options.trust)
       try trustPolicy.check(parsed.base, source: arms)

@@ -73,6 +73,7 @@ struct ScoreCommand: ParsableCommand {
       texts = try Self.readTexts(text!)
       seqs = try texts!.map { try tok.tokenizer.encode($0, addSpecialTokens: true) }
     }
+    guard !seqs.isEmpty else { throw ValidationError("\(tokens ?? text!): no sequences to score") }
     let (store, _) = try Checkpoint.load(directory: checkpoint)
     let c = store.layout.config
     for (i, s) in seqs.enumerated() {

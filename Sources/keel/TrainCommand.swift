@@ -10,6 +10,7 @@ import Foundation
 import KeelDistributed
 import KeelPluginHost
 import KeelRL
+import KeelTasks
 
 struct TrainCommand: ParsableCommand {
   static let configuration = CommandConfiguration(commandName: "train", abstract: "Cold-start if needed, then train the policy with RL.")
@@ -63,16 +64,17 @@ struct TrainCommand: ParsableCommand {
     var checkpoint: String? = nil
     if let resume {
       let run = try RunDirectory(path: resume, create: false)
-      guard let text = try? String(contentsOfFile: resume + "/config.yaml", encoding: .utf8) else {
+      guard FileManager.default.fileExists(atPath: resume + "/config.yaml") else {
         throw ValidationError("--resume \(resume): no config.yaml there (not a keel run directory)")
       }
+      let text = try TextFile.read(resume + "/config.yaml", what: "--resume", limit: ConfigSchema.yamlLimits.bytes)
       file = try ConfigSchema.flatten(yaml: text, source: resume + "/config.yaml")
       guard let latest = run.latestCheckpoint else { throw ValidationError("--resume \(resume): no complete checkpoint in \(resume)/checkpoints") }
       checkpoint = latest
       runPath = resume
     } else {
       if let config {
-        guard let text = try? String(contentsOfFile: config, encoding: .utf8) else { throw ValidationError("cannot read --config \(config)") }
+        let text = try TextFile.read(config, what: "--config", limit: ConfigSchema.yamlLimits.bytes)
         file = try ConfigSchema.flatten(yaml: text, source: config)
       }
       runPath = ""
@@ -85,6 +87,14 @@ struct TrainCommand: ParsableCommand {
     if let baseline { overrides["baseline.name"] = baseline }
     if let preset { overrides["preset"] = preset }
     if let threads { overrides["train.threads"] = String(threads) }
+    // a resumed run's config.yaml holds every key (Keel writes them all): missing ones mean a
+    // truncated file (or an older Keel's), and filling them with defaults would silently change the run
+    if let resume {
+      let missing = ConfigSchema.keys.map(\.key).filter { file[$0] == nil && overrides[$0] == nil }
+      if !missing.isEmpty {
+        throw ValidationError("--resume \(resume): its config.yaml lacks \(missing.count) key(s) (\(missing.prefix(6).joined(separator: ", "))\(missing.count > 6 ? ", …" : "")): truncated, or written by an older Keel. Restore the file, or give each with --set KEY=VALUE (keel train --help-config lists the defaults)")
+      }
+    }
     // code named by the file (not by this command line) must be in a trusted place
     let source = resume.map { $0 + "/config.yaml" } ?? config ?? "the config"
     try PluginTrust(trusted: trust).check(file.filter { overrides[$0.key] == nil }, source: source)

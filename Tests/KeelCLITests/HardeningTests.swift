@@ -40,4 +40,32 @@ final class HardeningTests: XCTestCase {
                                                    "--set", "rollout.prompts=4", "--set", "task.eval_size=2"], environment: env)
     expectClearError(c, ["prompt \"1+1+1+", "has 305 tokens", "max_position_embeddings 128"])
   }
+
+  /// A truncated config.yaml on --resume is refused (it used to be filled with defaults and
+  /// rewritten); a JSONL row Keel's character table cannot encode is named by file and line; an
+  /// empty tokens file for keel score is an error, not a NaN in JSON.
+  func testTruncatedResumeConfigUnencodableRowsAndEmptyScoreFilesAreClearErrors() throws {
+    let out = TestSupport.tempDir("keel-trunc") + "/run"
+    let a = try TestSupport.run(TestSupport.keel, ["train", "--out", out, "--quiet", "--preset", "test", "--steps", "2",
+                                                   "--set", "coldstart.checkpoint=none", "--set", "checkpoint.every=1"], environment: env)
+    XCTAssertEqual(a.status, 0, a.stdout)
+    let text = try String(contentsOfFile: out + "/config.yaml", encoding: .utf8)
+    try String(text.prefix(text.count / 3)).write(toFile: out + "/config.yaml", atomically: true, encoding: .utf8)
+    let b = try TestSupport.run(TestSupport.keel, ["train", "--resume", out, "--quiet", "--steps", "3"], environment: env)
+    expectClearError(b, ["its config.yaml lacks", "truncated"])
+    XCTAssertEqual(try String(contentsOfFile: out + "/config.yaml", encoding: .utf8), String(text.prefix(text.count / 3)), "left as it was")
+    // a row with a character outside Keel's table
+    let data = TestSupport.tempDir("keel-vocab-row") + "/d.jsonl"
+    try ((0..<30).map { "{\"prompt\": \"\($0)+1=\", \"answer\": \"\($0 + 1)\"}" } + ["{\"prompt\": \"3€+1=\", \"answer\": \"4\"}"])
+      .joined(separator: "\n").write(toFile: data, atomically: true, encoding: .utf8)
+    let c = try TestSupport.run(TestSupport.keel, ["train", "--out", out + "-c", "--quiet", "--preset", "test", "--steps", "1",
+                                                   "--set", "coldstart.checkpoint=none", "--set", "task.name=\(data)"], environment: env)
+    expectClearError(c, ["\(data):31:", "character '€'"])
+    // keel score on an empty file
+    let empty = TestSupport.tempDir("keel-score-empty") + "/t.json"
+    try "[]".write(toFile: empty, atomically: true, encoding: .utf8)
+    let ckpt = TestSupport.root + "/Tests/Fixtures/hf/qwen3moe-norm"
+    let d = try TestSupport.run(TestSupport.keel, ["score", "--checkpoint", ckpt, "--tokens", empty, "--engine", "both"], environment: env)
+    expectClearError(d, ["no sequences to score"])
+  }
 }

@@ -54,6 +54,12 @@ final class PluginEvalTests: XCTestCase {
       ("{\"responses\": [{\"advantage\": 1, \"logp\": [NaN], \"logp_old\": [-1], \"logp_rollout\": [-1]}]}", "not a JSON object (NaN and Infinity are not JSON"),
       ("{\"responses\": [{\"advantage\": 1, \"logp\": [\"x\"], \"logp_old\": [-1], \"logp_rollout\": [-1]}]}", "responses[0].logp[0] must be a number"),
       ("{\"response\": []}", "field 'responses' is missing"),
+      // numbers beyond Int64 used to trap; beyond float32 they silently became ±inf
+      ("{\"responses\": [{\"group\": 1e300, \"advantage\": 1, \"logp\": [-1], \"logp_old\": [-1], \"logp_rollout\": [-1]}]}", "responses[0].group must be a whole number of at most 2^53"),
+      ("{\"responses\": [{\"group\": 0.5, \"advantage\": 1, \"logp\": [-1], \"logp_old\": [-1], \"logp_rollout\": [-1]}]}", "responses[0].group must be a whole number"),
+      ("{\"responses\": [{\"advantage\": 1e300, \"logp\": [-1], \"logp_old\": [-1], \"logp_rollout\": [-1]}]}", "responses[0].advantage = 1e+300 is beyond float32's range"),
+      ("{\"responses\": [{\"advantage\": 1, \"logp\": [-1e39], \"logp_old\": [-1], \"logp_rollout\": [-1]}]}", "responses[0].logp[0] = -1e+39 is beyond float32's range"),
+      ("{\"max_response_tokens\": 1e300, \"responses\": [{\"advantage\": 1, \"logp\": [-1], \"logp_old\": [-1], \"logp_rollout\": [-1]}]}", "batch.max_response_tokens must be a whole number"),
     ]
     for (text, needle) in cases {
       try text.write(toFile: dir + "/b.json", atomically: true, encoding: .utf8)
@@ -62,5 +68,10 @@ final class PluginEvalTests: XCTestCase {
       XCTAssertNotEqual(r.status, 0)
       XCTAssertTrue(r.stdout.contains(needle), "\(r.stdout) lacks \(needle)")
     }
+    // a baseline batch with a length beyond Int64
+    try "{\"responses\": [{\"reward\": 1, \"group\": 0, \"length\": 1e300}]}".write(toFile: dir + "/b.json", atomically: true, encoding: .utf8)
+    let b = try keel(["plugins", "eval", "group-mean", "--batch", dir + "/b.json"])
+    XCTAssertFalse(b.signaled)
+    XCTAssertTrue(b.stdout.contains("responses[0].length must be a whole number"), b.stdout)
   }
 }

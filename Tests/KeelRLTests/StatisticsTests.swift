@@ -123,8 +123,8 @@ final class MetricsLineTests: XCTestCase {
     let w = try JSONLWriter(path: dir + "/metrics.jsonl")
     var reported: [(Int, [String])] = []
     w.onNonFinite = { reported.append(($0, $1)) }
-    w.write(["loss": 0.5, "clip_fraction": .nan, "kl": .infinity], step: 3)
-    w.write(["loss": 0.25], step: 4)
+    try w.write(["loss": 0.5, "clip_fraction": .nan, "kl": .infinity], step: 3)
+    try w.write(["loss": 0.25], step: 4)
     let lines = try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
     XCTAssertEqual(lines.count, 2, "the NaN line is kept")
     let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
