@@ -9,6 +9,7 @@ import Glibc
 import Darwin
 #endif
 import KeelABI
+import KeelGuard
 
 /// A log line a plugin sent through the host table.
 public struct PluginLogLine: Sendable, Equatable {
@@ -76,7 +77,9 @@ public class PluginInstance: @unchecked Sendable {
     let block = ParameterBlock(parameters)
     var instance: UnsafeMutableRawPointer? = nil
     let status = block.withParams { params in
-      library.descriptor.pointee.create(UnsafePointer(hostTable), params, &instance)
+      keel_guard_enter(PluginGuardLabels.label(library: library, function: "create"))
+      defer { keel_guard_leave() }
+      return library.descriptor.pointee.create(UnsafePointer(hostTable), params, &instance)
     }
     guard status == KEEL_OK else {
       hostTable.deallocate()
@@ -90,6 +93,8 @@ public class PluginInstance: @unchecked Sendable {
     hostTable.deallocate()
   }
 
+  func guardLabel(_ function: String) -> UnsafePointer<CChar> { PluginGuardLabels.label(library: library, function: function) }
+
   /// Log lines the plugin sent so far.
   public var logs: [PluginLogLine] { lock.withLock { ctx.logs } }
 
@@ -97,7 +102,9 @@ public class PluginInstance: @unchecked Sendable {
   func call(_ function: String, _ body: () -> Int32) throws {
     try lock.withLock {
       ctx.lastError = ""
+      keel_guard_enter(guardLabel(function))
       let status = body()
+      keel_guard_leave()
       guard status == KEEL_OK else {
         throw PluginError.callFailed(path: library.path, name: library.name, function: function,
                                      status: status, message: ctx.lastError)
@@ -127,5 +134,22 @@ public class PluginInstance: @unchecked Sendable {
       return
     }
     try call("load_state") { blob.withUnsafeBytes { loadFn(handle, $0.baseAddress, UInt64(blob.count)) } }
+  }
+}
+
+/// The guard's one-line labels ("plugin 'minirl' (/path/libkeel-minirl.so), objective compute"),
+/// made once per plugin and function and kept for the process's life (the signal handler and
+/// the watchdog read them without allocating).
+enum PluginGuardLabels {
+  nonisolated(unsafe) static var table: [String: UnsafePointer<CChar>] = [:]
+  static let lock = Mutex()
+  static func label(library: PluginLibrary, function: String) -> UnsafePointer<CChar> {
+    let key = library.path + "\u{0}" + function
+    return lock.withLock {
+      if let l = table[key] { return l }
+      let l = UnsafePointer(strdup("plugin '\(library.name)' (\(library.path)), \(function)")!)
+      table[key] = l
+      return l
+    }
   }
 }

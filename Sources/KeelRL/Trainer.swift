@@ -13,12 +13,14 @@
 // collective is a no-op.
 import Foundation
 import KeelDistributed
+import KeelGuard
 import KeelModel
 import KeelPluginHost
 import KeelTasks
 
-/// Set by SIGINT/SIGTERM; the loop finishes the current step, checkpoints and exits.
-nonisolated(unsafe) public var keelStopRequested: Int32 = 0
+/// 1 once SIGINT/SIGTERM arrived (KeelGuard's atomic flag, set in its signal handler); the loop
+/// finishes the current step, checkpoints and exits. A second signal exits at once.
+public var keelStopRequested: Int32 { Int32(keel_guard_stop_requested()) }
 
 public struct TrainerError: Error, CustomStringConvertible {
   public let message: String
@@ -142,6 +144,7 @@ public final class Trainer {
     let precision = SamplerPrecision(rawValue: config.string("sampler.precision"))!
     let threads = config.int("train.threads")
     comm.timeout = config.float("distributed.timeout")
+    keel_guard_set_timeout(config.float("plugins.timeout"))
     // rank 0 makes (or finds) the cold start first; the others then find it in the cache
     var coldDir: String? = nil
     if comm.isRoot { coldDir = try coldStartDirectory(make: true) }

@@ -1,6 +1,7 @@
 // PluginsCommand.swift — `keel plugins list | inspect | check | include-dir`.
 import ArgumentParser
 import Foundation
+import KeelGuard
 import KeelPluginHost
 
 struct PluginsCommand: ParsableCommand {
@@ -99,7 +100,10 @@ extension PluginsCommand {
     @Flag(help: .hidden) var inProcess = false
 
     func run() throws {
-      if inProcess { return try runChild() }
+      if inProcess {
+        keel_guard_die_with_parent()  // a killed `plugins check` leaves no child spinning
+        return try runChild()
+      }
       // Load in this process first, so that load errors (ABI, missing symbol…) are reported plainly.
       let lib = try PluginDiscovery.standard().resolve(plugin)
       _ = try parameters.parse(for: lib)

@@ -8,6 +8,7 @@
 import ArgumentParser
 import Foundation
 import KeelDistributed
+import KeelGuard
 import KeelPluginHost
 import KeelRL
 import KeelTasks
@@ -111,6 +112,7 @@ struct TrainCommand: ParsableCommand {
     }
     // rank 0 alone writes the run directory; the others only read (a resumed checkpoint)
     let run = try RunDirectory(path: runPath, create: comm.isRoot)
+    keel_guard_set_hint(strdup("resume with keel train --resume \(runPath)"))
     if comm.isRoot { try run.writeConfig(resolved) }
     let log: (String) -> Void = comm.isRoot ? { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } : { _ in }
     if comm.size > 1 && comm.isRoot && !quiet {
@@ -163,8 +165,9 @@ extension TrainCommand {
 }
 
 /// SIGINT/SIGTERM: finish the current step, checkpoint, exit cleanly.
+/// The guard around plugin code (one line for a crashing or stuck plugin) and the stop
+/// handlers (SIGINT/SIGTERM stop at the end of the step; a second one exits at once).
 func installStopHandlers() {
-  let handler: @convention(c) (Int32) -> Void = { _ in keelStopRequested = 1 }
-  signal(SIGINT, handler)
-  signal(SIGTERM, handler)
+  keel_guard_install()
+  keel_guard_install_stop_handlers()
 }
