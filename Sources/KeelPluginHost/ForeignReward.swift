@@ -10,6 +10,7 @@ import Glibc
 import Darwin
 #endif
 import CFFI
+import KeelGuard
 
 public struct ForeignSignature: Equatable, Sendable, CustomStringConvertible {
   public enum Argument: String, Sendable, CaseIterable {
@@ -69,6 +70,8 @@ public struct ForeignSignature: Equatable, Sendable, CustomStringConvertible {
 public final class ForeignReward: RewardFunction, @unchecked Sendable {
   public let libraryPath: String
   public let symbol: String
+  /// KeelGuard's one-line label: a crash or a stuck call names the function and its library.
+  let guardLabel: UnsafePointer<CChar>
   public let signature: ForeignSignature
   public let rewardName: String
   public var componentNames: [String] { [] }
@@ -93,6 +96,7 @@ public final class ForeignReward: RewardFunction, @unchecked Sendable {
       throw PluginError.foreign("foreign reward library '\(library)' exports no symbol '\(symbol)' (check `nm -D --defined-only \(library)`)")
     }
     self.libraryPath = library
+    guardLabel = UnsafePointer(strdup("foreign reward \(symbol) (\(library)) declared as \(signature)")!)
     self.symbol = symbol
     self.signature = signature
     self.rewardName = name ?? symbol
@@ -176,9 +180,11 @@ public final class ForeignReward: RewardFunction, @unchecked Sendable {
     }
     var result: UInt64 = 0  // at least sizeof(ffi_arg)
     let fn = unsafeBitCast(function, to: (@convention(c) () -> Void).self)
+    keel_guard_enter(guardLabel)
     withUnsafeMutableBytes(of: &result) { rv in
       ffi_call(cif, fn, rv.baseAddress, values)
     }
+    keel_guard_leave()
     switch signature.returns {
     case .int, .int32: return Float(Int32(truncatingIfNeeded: Int64(bitPattern: result)))
     case .int64: return Float(Int64(bitPattern: result))

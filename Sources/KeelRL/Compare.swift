@@ -49,12 +49,12 @@ public struct Arm: Sendable, Equatable {
 public enum RunStatus: Sendable, Equatable {
   case completed
   case failed(String)
-  case crashed(signal: Int32)
+  case crashed(signal: Int32, line: String?)
   public var label: String {
     switch self {
     case .completed: return "completed"
     case .failed(let why): return "failed: " + why
-    case .crashed(let s): return "crashed (signal \(s))"
+    case .crashed(let s, let line): return "crashed (signal \(s))" + (line.map { ": " + $0.dropFirst(6) } ?? "")
     }
   }
 }
@@ -199,9 +199,14 @@ public struct Comparison {
     do { try p.run() } catch { return .failed("cannot start keel: \(error)") }
     p.waitUntilExit()
     try? log?.close()
-    if p.terminationReason == .uncaughtSignal { return .crashed(signal: p.terminationStatus) }
+    if p.terminationReason == .uncaughtSignal { return .crashed(signal: p.terminationStatus, line: nil) }
     if p.terminationStatus != 0 {
       let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+      // KeelGuard's one line for a plugin that crashed (exit 128 + signal)
+      if p.terminationStatus > 128, p.terminationStatus < 160,
+         let line = text.split(separator: "\n").last(where: { $0.hasPrefix("keel: ") && $0.contains(" crashed with ") }) {
+        return .crashed(signal: p.terminationStatus - 128, line: String(line))
+      }
       let line = text.split(separator: "\n").last { $0.contains("error") } ?? text.split(separator: "\n").last ?? "exit \(p.terminationStatus)"
       return .failed(String(line).trimmingCharacters(in: .whitespaces))
     }

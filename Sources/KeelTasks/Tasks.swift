@@ -214,10 +214,11 @@ public struct TaskSplit: Sendable {
   public func distinctSet(_ split: Split, count: Int, stream: ProblemStream) -> [Problem] {
     var seen = Set<String>()
     var out: [Problem] = []
-    var i = 0
-    while out.count < count && i < count * 50 {
+    var i = 0, sinceNew = 0
+    // a split smaller than `count` is exhausted once 20,000 draws in a row find nothing new
+    while out.count < count && i < count * 50 && sinceNew < 20_000 {
       let p = problem(split, index: i, stream: stream)
-      if seen.insert(p.prompt).inserted { out.append(p) }
+      if seen.insert(p.prompt).inserted { out.append(p); sinceNew = 0 } else { sinceNew += 1 }
       i += 1
     }
     return out

@@ -12,7 +12,7 @@ struct Keel: ParsableCommand {
     abstract: "Stable reinforcement learning for language-model policies, with plugin objectives, rewards and baselines.",
     version: "keel \(KeelVersion.string) (plugin ABI \(KeelVersion.abi))",
     subcommands: [TrainCommand.self, SftCommand.self, EvalCommand.self, ScoreCommand.self, CompareCommand.self, ExperimentCommand.self,
-                  PluginsCommand.self, NewPluginCommand.self, BenchCommand.self, TokenizeCommand.self])
+                  PluginsCommand.self, NewPluginCommand.self, BenchCommand.self, TokenizeCommand.self, FuzzCommand.self])
 
   static func main() {
     // progress lines reach a pipe or a log file as they are printed (not at exit)

@@ -124,7 +124,7 @@ final class CompareTests: XCTestCase {
     XCTAssertTrue(r.stdout.contains("nan seed 1: failed"), r.stdout)
     XCTAssertTrue(r.stdout.contains("crash seed 1: crashed (signal 11)"), r.stdout)
     let report = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
-    XCTAssertTrue(report.contains("seed 1: crashed (signal 11)"), report)
+    XCTAssertTrue(report.contains("seed 1: crashed (signal 11): plugin 'fixture-segfault'"), report)
     XCTAssertTrue(report.contains("fixture-nan"), "the NaN arm's failure names the plugin:\n\(report)")
     XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/runs/good/seed-1/summary.json"))
   }

@@ -49,11 +49,14 @@ final class HardeningTests: XCTestCase {
     let a = try TestSupport.run(TestSupport.keel, ["train", "--out", out, "--quiet", "--preset", "test", "--steps", "2",
                                                    "--set", "coldstart.checkpoint=none", "--set", "checkpoint.every=1"], environment: env)
     XCTAssertEqual(a.status, 0, a.stdout)
+    // cut at a line boundary, so what is left is valid YAML that lacks keys (cut mid-line it is a YAML error)
     let text = try String(contentsOfFile: out + "/config.yaml", encoding: .utf8)
-    try String(text.prefix(text.count / 3)).write(toFile: out + "/config.yaml", atomically: true, encoding: .utf8)
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+    let cut = lines.prefix(lines.count / 3).joined(separator: "\n") + "\n"
+    try cut.write(toFile: out + "/config.yaml", atomically: true, encoding: .utf8)
     let b = try TestSupport.run(TestSupport.keel, ["train", "--resume", out, "--quiet", "--steps", "3"], environment: env)
     expectClearError(b, ["its config.yaml lacks", "truncated"])
-    XCTAssertEqual(try String(contentsOfFile: out + "/config.yaml", encoding: .utf8), String(text.prefix(text.count / 3)), "left as it was")
+    XCTAssertEqual(try String(contentsOfFile: out + "/config.yaml", encoding: .utf8), cut, "left as it was")
     // a row with a character outside Keel's table
     let data = TestSupport.tempDir("keel-vocab-row") + "/d.jsonl"
     try ((0..<30).map { "{\"prompt\": \"\($0)+1=\", \"answer\": \"\($0 + 1)\"}" } + ["{\"prompt\": \"3€+1=\", \"answer\": \"4\"}"])
