@@ -133,7 +133,13 @@ public struct FileWriteError: Error, CustomStringConvertible, Equatable {
     var ns: NSError? = error as NSError
     while let e = ns {
       if e.domain == NSPOSIXErrorDomain { return FileWriteError(path: path, code: Int32(e.code)) }
-      ns = e.userInfo[NSUnderlyingErrorKey] as? NSError
+      // (on Linux the underlying error is stored as a Swift Error, not an NSError)
+      let underlying = (e.userInfo[NSUnderlyingErrorKey] as? Error).map { $0 as NSError }
+      if underlying == nil, e.domain == NSCocoaErrorDomain {
+        let codes: [Int: Int32] = [4: ENOENT, 260: ENOENT, 513: EACCES, 640: ENOSPC, 642: EROFS]
+        if let c = codes[e.code] { return FileWriteError(path: path, code: c) }
+      }
+      ns = underlying
     }
     return error
   }

@@ -1,6 +1,7 @@
 // BenchCommand.swift — `keel bench [--model dense|moe] [--json]`: throughput of the sampler and
 // the training step at the reference shapes, with a same-run SGEMM yardstick (Bench.swift).
 // `keel bench --ranks 1,2,4`: data-parallel scaling of real training steps (ScalingBench.swift).
+// `keel bench e2e [--from DIR] [--seeds 1,2,3]`: time to learn, end to end (E2EBench.swift).
 import ArgumentParser
 import Foundation
 import KeelModel
@@ -9,6 +10,10 @@ struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench", abstract: "Measure sampler and training throughput against a same-run SGEMM yardstick.")
 
+  @Argument(help: "e2e: time to +25 points from a cold start over seeds (E2EBench.swift); omit for the throughput report.") var mode: String?
+  @Option(help: "e2e: the cold-start checkpoint (Keel's or a Hugging Face directory; default: the default cold start).") var from: String?
+  @Option(help: "e2e: seeds, comma-separated.") var seeds: String = "1,2,3"
+  @Option(help: "e2e: keep the runs in this directory (default: a temporary one, removed).") var keep: String?
   @Option(help: "dense | moe") var model: String = "moe"
   @Flag(help: "Print one JSON object.") var json = false
   @Option(help: "Threads (BLAS and Keel's kernels).") var threads: Int = 2
@@ -20,10 +25,17 @@ struct BenchCommand: ParsableCommand {
   @Option(help: "Scaling report instead: training steps at these rank counts, e.g. 1,2,4 (mpirun; threads per rank = --threads / K).")
   var ranks: String?
   @Option(help: "Training steps per rank count in the scaling report (the first is warm-up).") var scalingSteps: Int = 6
-  @Option(name: .customLong("set"), help: "Config override for the scaling report's runs (repeatable), e.g. --set model.preset=dense.")
+  @Option(name: .customLong("set"), help: "Config override for the scaling report's and e2e's runs (repeatable), e.g. --set model.preset=dense.")
   var sets: [String] = []
 
   func run() throws {
+    if let mode {
+      guard mode == "e2e" else { throw ValidationError("unknown bench mode '\(mode)'; valid: e2e (or none, for the throughput report)") }
+      let list = seeds.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+      guard !list.isEmpty, list.allSatisfy({ $0 >= 0 }) else { throw ValidationError("--seeds takes non-negative integers, e.g. 1,2,3") }
+      _ = try E2EBench.run(from: from, seeds: list, sets: sets, threads: threads, json: json, keep: keep)
+      return
+    }
     if let ranks {
       let ks = ranks.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
       guard !ks.isEmpty, ks.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--ranks takes positive integers, e.g. 1,2,4; got '\(ranks)'") }

@@ -71,4 +71,37 @@ final class HardeningTests: XCTestCase {
     let d = try TestSupport.run(TestSupport.keel, ["score", "--checkpoint", ckpt, "--tokens", empty, "--engine", "both"], environment: env)
     expectClearError(d, ["no sequences to score"])
   }
+
+  /// A run directory that cannot be created is one line naming it (it used to dump an NSError).
+  func testAnUnwritableRunDirectoryIsOneLine() throws {
+    let r = try TestSupport.run(TestSupport.keel, ["train", "--out", "/proc/keel-cannot-write", "--quiet", "--preset", "test", "--steps", "1"], environment: env)
+    expectClearError(r, ["cannot write /proc/keel-cannot-write/checkpoints: "])
+    XCTAssertFalse(r.stdout.contains("NSCocoaErrorDomain"), r.stdout)
+  }
+}
+
+/// `keel bench e2e` at tiny scale: its JSON has every field, per seed and over seeds, and the
+/// figures are the runs' own (steps run, a peak RSS the kernel measured).
+final class E2EBenchTests: XCTestCase {
+  func testE2EBenchJSONHasEveryField() throws {
+    let keep = TestSupport.tempDir("keel-e2e")
+    let r = try TestSupport.run(TestSupport.keel, ["bench", "e2e", "--seeds", "1,2", "--json", "--keep", keep, "--threads", "1",
+                                                   "--set", "preset=test", "--set", "steps=4", "--set", "eval.every=2"],
+                                environment: ["KEEL_CACHE": NSTemporaryDirectory() + "keel-test-cache", "KEEL_PLUGIN_PATH": ""])
+    XCTAssertEqual(r.status, 0, r.stdout)
+    let doc = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+    for k in ["from", "overrides", "seeds", "medianSecondsPerStep", "maxPeakRSSMB", "reachedTarget"] { XCTAssertNotNil(doc[k], k) }
+    let seeds = doc["seeds"] as! [[String: Any]]
+    XCTAssertEqual(seeds.map { $0["seed"] as! Int }, [1, 2])
+    for s in seeds {
+      for k in ["coldStartGreedy", "finalGreedy", "bestGreedy", "targetHeldTwice", "steps", "trainSeconds", "secondsPerStep",
+                "samplingSeconds", "scoringSeconds", "updateSeconds", "peakRSSMB", "wallSeconds"] { XCTAssertNotNil(s[k], k) }
+      XCTAssertEqual(s["steps"] as? Int, 4)
+      XCTAssertGreaterThan(s["peakRSSMB"] as! Double, 10)
+      XCTAssertGreaterThan(s["samplingSeconds"] as! Double, 0)
+    }
+    // the runs are kept and are the ones reported
+    let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: keep + "/seed-2/summary.json"))) as! [String: Any]
+    XCTAssertEqual(summary["finalGreedy"] as? Double, seeds[1]["finalGreedy"] as? Double)
+  }
 }
