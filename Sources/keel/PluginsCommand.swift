@@ -102,6 +102,10 @@ extension PluginsCommand {
     func run() throws {
       if inProcess {
         keel_guard_die_with_parent()  // a killed `plugins check` leaves no child spinning
+        // the parent may have died before the line above ran: then this process was reparented
+        if let parent = ProcessInfo.processInfo.environment["KEEL_CHECK_PARENT"].flatMap(Int32.init), parent != getppid() {
+          throw ExitCode(1)
+        }
         return try runChild()
       }
       // Load in this process first, so that load errors (ABI, missing symbol…) are reported plainly.
@@ -111,7 +115,8 @@ extension PluginsCommand {
       child.executableURL = URL(fileURLWithPath: KeelPaths.executable)
       child.arguments = ["plugins", "check", lib.path, "--in-process"] + parameters.settings.flatMap { ["--set", $0] }
       // The crash is ours to report: no Swift backtrace from the child.
-      child.environment = ProcessInfo.processInfo.environment.merging(["SWIFT_BACKTRACE": "enable=no"]) { $1 }
+      child.environment = ProcessInfo.processInfo.environment.merging(["SWIFT_BACKTRACE": "enable=no",
+                                                                       "KEEL_CHECK_PARENT": String(getpid())]) { $1 }
       let pipe = Pipe()
       child.standardOutput = pipe
       child.standardError = pipe
