@@ -55,6 +55,12 @@ public final class PluginSet {
     [reward.rewardName] + reward.componentNames.map { reward.rewardName + "/" + $0 } + (foreign.map { [$0.rewardName] } ?? [])
   }
 
+  /// How each of `componentNames` aggregates over a step's samples: the rewards themselves by
+  /// their mean over samples, each declared component by its declared reduction.
+  public var componentReductions: [ScalarDeclaration.Reduction] {
+    [.sequenceMean] + reward.library.scalars.map(\.reduction) + (foreign.map { _ in [.sequenceMean] } ?? [])
+  }
+
   public func score(_ samples: [RewardSample]) throws -> (total: [Float], components: [String: [Float]]) {
     let r = try reward.score(samples)
     var total = r.rewards.map { $0 * rewardWeight }

@@ -108,8 +108,15 @@ extension Trainer {
     }
     var sums = [rs.reduce(0.0) { $0 + Double($1.reward) }, Double(rs.filter(\.correct).count), Double(rs.count),
                 entropySums.sum, entropySums.count, k1, k3, tokens, Double(rs.filter(\.truncated).count), Double(equalGroups)]
-    let components = plugins.componentNames
-    for name in components { sums.append(rs.reduce(0.0) { $0 + Double($1.components[name] ?? 0) }) }
+    // each reward component by its declared reduction: summed over samples, or weighted by each
+    // response's tokens (divided by the step's tokens below), or per sample (divided by n)
+    let components = plugins.componentNames, reductions = plugins.componentReductions
+    for (name, reduction) in zip(components, reductions) {
+      sums.append(rs.reduce(0.0) { acc, r in
+        let v = Double(r.components[name] ?? 0)
+        return acc + (reduction == .tokenMean ? v * Double(r.logpRollout.count) : v)
+      })
+    }
     sums = try comm.allreduceSum(sums, what: "allreduce of step metrics")
     let n = sums[2]
     tokens = sums[7]
@@ -121,7 +128,13 @@ extension Trainer {
     m["response_length"] = tokens / n
     m["truncated_fraction"] = sums[8] / n
     m["zero_advantage_fraction"] = sums[9] / Double(B)
-    for (j, name) in components.enumerated() { m["reward/" + name] = sums[10 + j] / n }
+    for (j, (name, reduction)) in zip(components, reductions).enumerated() {
+      switch reduction {
+      case .sum: m["reward/" + name] = sums[10 + j]
+      case .tokenMean: m["reward/" + name] = tokens > 0 ? sums[10 + j] / tokens : 0
+      case .sequenceMean: m["reward/" + name] = sums[10 + j] / n
+      }
+    }
     for (key, value) in updates { m[key] = value }
     if comm.size > 1 {
       m["ranks"] = Double(comm.size)
