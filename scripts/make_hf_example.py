@@ -48,17 +48,22 @@ def versions():
             "tokenizers": tokenizers.__version__, "python": platform.python_version()}
 
 
-def split_side(prompt):
-    """Keel's split (TaskSplit.split(of:)): SplitMix64's finaliser over FNV-1a of the UTF-8 bytes,
-    xor a constant; its top four bits: 0-1 held out (2/16), 2 validation (1/16), else train."""
+def split_hash(prompt):
+    """Keel's split hash (TaskSplit.splitHash): SplitMix64's finaliser over FNV-1a of the UTF-8
+    bytes, xor a constant."""
     h = 0xCBF29CE484222325
     for b in prompt.encode():
         h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     z = h ^ 0x6B65656C73706C74
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    z ^= z >> 31
-    top = z >> 60
+    return z ^ (z >> 31)
+
+
+def split_side(prompt):
+    """Keel's split (TaskSplit.split(of:)): the split hash's top four bits: 0-1 held out (2/16),
+    2 validation (1/16), else train."""
+    top = split_hash(prompt) >> 60
     return "eval" if top <= 1 else ("validation" if top == 2 else "train")
 
 

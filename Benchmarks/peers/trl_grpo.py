@@ -37,20 +37,15 @@ import time
 KEEL_SYMBOLS = list("0123456789+-*/=,.:;#<>()[] ?!'\"_|\n") + list("abcdefghijklmnopqrstuvwxyz")
 
 
-def split_hash(prompt):
-    h = 0xCBF29CE484222325
-    for b in prompt.encode():
-        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    z = h ^ 0x6B65656C73706C74
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    return z ^ (z >> 31)
+# Keel's split hash, shared with the worked example's script
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+from make_hf_example import split_hash, split_side  # noqa: E402
 
 
 def keel_split(rows, eval_count=500):
     """Keel's JSONL rule (Sources/KeelTasks/Dataset.swift): held-out side = top 4 bits 0-1; of it,
     the eval_count rows with the smallest hashes are held out; every other row trains."""
-    side = [(split_hash(r["prompt"]) >> 60) <= 1 for r in rows]
+    side = [split_side(r["prompt"]) == "eval" for r in rows]
     held = sorted((split_hash(r["prompt"]), i) for i, r in enumerate(rows) if side[i])
     chosen = set(i for _, i in held[:eval_count])
     return [r for i, r in enumerate(rows) if i not in chosen], [r for i, r in enumerate(rows) if i in chosen]

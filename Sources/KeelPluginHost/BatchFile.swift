@@ -47,11 +47,13 @@ public enum BatchFile {
     return Int64(x)
   }
 
-  /// A number that float32 holds (beyond ±3.4e38 it would silently become ±inf).
-  static func float32(_ path: String, _ d: [String: Any], _ key: String, _ at: String) throws -> Float {
-    let x = try number(path, d, key, at)
-    guard abs(x) <= Double(Float.greatestFiniteMagnitude) else { throw fail(path, "\(at).\(key) = \(x) is beyond float32's range") }
+  /// A number that float32 holds (beyond ±3.4e38 it would silently become ±inf); `what` names it.
+  static func float32(_ path: String, _ x: Double, _ what: String) throws -> Float {
+    guard abs(x) <= Double(Float.greatestFiniteMagnitude) else { throw fail(path, "\(what) = \(x) is beyond float32's range") }
     return Float(x)
+  }
+  static func float32(_ path: String, _ d: [String: Any], _ key: String, _ at: String) throws -> Float {
+    try float32(path, try number(path, d, key, at), "\(at).\(key)")
   }
 
   static func floats(_ path: String, _ d: [String: Any], _ key: String, _ at: String, count: Int? = nil) throws -> [Float]? {
@@ -60,8 +62,7 @@ public enum BatchFile {
     let out: [Float] = try xs.enumerated().map { j, x in
       guard let n = x as? NSNumber, !(x is String) else { throw fail(path, "\(at).\(key)[\(j)] must be a number") }
       guard n.doubleValue.isFinite else { throw fail(path, "\(at).\(key)[\(j)] is not a finite number") }
-      guard abs(n.doubleValue) <= Double(Float.greatestFiniteMagnitude) else { throw fail(path, "\(at).\(key)[\(j)] = \(n.doubleValue) is beyond float32's range") }
-      return n.floatValue
+      return try float32(path, n.doubleValue, "\(at).\(key)[\(j)]")
     }
     if let count, out.count != count { throw fail(path, "\(at).\(key) has \(out.count) entries but logp has \(count)") }
     return out

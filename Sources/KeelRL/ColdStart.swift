@@ -112,20 +112,27 @@ public struct JSONLDemonstrations: Sendable {
 public enum ColdStart {
   /// The built-in cold start: a fresh model of `s.model` on a procedural task's teacher.
   public static func train(_ s: ColdStartSettings, log: (String) -> Void = { _ in }) throws -> (ParameterStore, ColdStartReport) {
-    let split = TaskSplit(generator: s.task, seed: s.taskSeed)
-    try split.checkPopulated()
+    let demos = try teacherDemonstrations(task: s.task, seed: s.taskSeed, teacher: s.teacher)
     let store = ParameterStore(config: s.model, seed: s.seed)
     let grader = try Grader(reward: s.grader, marker: s.marker ?? s.task.answerMarker, threshold: s.threshold)
-    // validation: up to 200 distinct problems of the validation split (never trained on, never the test set)
-    let validation = split.distinctSet(.validation, count: 200, stream: .coldStart)
     let options = SFTOptions(targetAccuracy: s.targetAccuracy, maxSteps: s.maxSteps, lr: s.lr, batch: s.batch, seed: s.seed,
                              maxTokens: s.maxTokens, checkEvery: s.checkEvery)
-    let report = try fit(store: store, tokenizer: CharTokenizer(), grader: grader, validation: validation, options: options,
-                         threads: s.threads, log: log) { index in
-      let p = split.problem(.train, index: index, stream: .coldStart)
-      return (p.prompt, s.teacher.demonstrate(p, index: index))
-    }
+    let report = try fit(store: store, tokenizer: CharTokenizer(), grader: grader, validation: demos.validation, options: options,
+                         threads: s.threads, log: log, demonstration: demos.demonstration)
     return (store, report)
+  }
+
+  /// A built-in task's demonstrations: the teacher on the train split's cold-start stream, and
+  /// for validation up to 200 distinct problems of the validation split (never trained on,
+  /// never the test set).
+  public static func teacherDemonstrations(task: any TaskGenerator, seed: UInt64, teacher: Teacher) throws
+    -> (validation: [Problem], demonstration: @Sendable (Int) -> (prompt: String, response: String)) {
+    let split = TaskSplit(generator: task, seed: seed)
+    try split.checkPopulated()
+    return (split.distinctSet(.validation, count: 200, stream: .coldStart), { index in
+      let p = split.problem(.train, index: index, stream: .coldStart)
+      return (p.prompt, teacher.demonstrate(p, index: index))
+    })
   }
 
   /// Supervised cross-entropy on the response tokens of `demonstration(index)` (the response is

@@ -6,6 +6,7 @@
 // validated by the plugin's own declared schema when it loads.
 import Foundation
 import KeelPluginHost
+import KeelTasks
 import Yams
 
 public enum ConfigValue: Equatable, Sendable, CustomStringConvertible {
@@ -171,6 +172,12 @@ public enum ConfigSchema {
   /// without bound (a 10 KB file nested 5,000 deep overflowed the parser's stack; a 330-byte
   /// alias bomb expanded without end).
   public static let yamlLimits = (bytes: 1 << 20, depth: 64, nodes: 100_000)
+
+  /// A YAML config file flattened: read as UTF-8 text, refused before reading beyond the size
+  /// limit (`what` names its role in messages: "--config", "--resume"…).
+  public static func flatten(file path: String, what: String) throws -> [String: String] {
+    try flatten(yaml: try TextFile.read(path, what: what, limit: yamlLimits.bytes), source: path)
+  }
 
   /// Flatten a YAML document to dotted keys. The text is checked first (size; nesting, from
   /// indentation, "- " indicators and brackets, so the recursive composer never sees a deep

@@ -63,9 +63,11 @@ public struct Dataset: Sendable {
       }
     } else {
       guard rows.count >= 2 else { throw TaskError.invalid("dataset \(path): needs at least 2 rows, found \(rows.count)") }
-      let held = Self.sample(rows.filter { TaskSplit.split(of: $0.prompt) == .eval }, count: evalCount)
+      var heldSide: [Problem] = []
+      for r in rows { if TaskSplit.split(of: r.prompt) == .eval { heldSide.append(r) } else { train.append(r) } }
+      let held = Self.sample(heldSide, count: evalCount)
       eval = held.chosen
-      train = rows.filter { TaskSplit.split(of: $0.prompt) != .eval } + held.rest
+      train += held.rest
       if eval.isEmpty { eval.append(train.removeLast()) }
     }
     name = (path as NSString).lastPathComponent

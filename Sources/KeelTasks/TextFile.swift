@@ -19,10 +19,9 @@ public enum TextFile {
     var line = 1, offset = 0
     var it = data.makeIterator()
     var decoder = UTF8()
-    decoding: while case .scalarValue(let c) = decoder.decode(&it) {
+    while case .scalarValue(let c) = decoder.decode(&it) {
       if c == "\n" { line += 1 }
-      offset += String(c).utf8.count
-      continue decoding
+      offset += UTF8.width(c)
     }
     throw TaskError.invalid("\(what) \(path) is not UTF-8 text (the first invalid byte is on line \(line), near byte offset \(offset))")
   }

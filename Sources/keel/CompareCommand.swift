@@ -68,18 +68,17 @@ struct CompareCommand: ParsableCommand {
 
   func run() throws {
     var base: [String: String] = [:]
+    let trust = PluginTrust(trusted: options.trust)
     if let config {
-      let text = try TextFile.read(config, what: "--config", limit: ConfigSchema.yamlLimits.bytes)
-      base = try ConfigSchema.flatten(yaml: text, source: config)
-      try PluginTrust(trusted: options.trust).check(base, source: config)
+      base = try ConfigSchema.flatten(file: config, what: "--config")
+      try trust.check(base, source: config)
     }
     var list: [Arm] = []
     if let arms {
       let text = try TextFile.read(arms, what: "--arms", limit: ConfigSchema.yamlLimits.bytes)
       let parsed = try Arm.parse(yaml: text, source: arms)
-      let trustPolicy = PluginTrust(trusted: options.trust)
-      try trustPolicy.check(parsed.base, source: arms)
-      for arm in parsed.arms { try trustPolicy.check(arm.overrides, source: arms + " (arm \(arm.name))") }
+      try trust.check(parsed.base, source: arms)
+      for arm in parsed.arms { try trust.check(arm.overrides, source: arms + " (arm \(arm.name))") }
       list += parsed.arms
       base.merge(parsed.base) { a, _ in a }
     }

@@ -10,6 +10,7 @@
 // runs TRL on the same start is Benchmarks/peers/ (docs/performance.md).
 import Foundation
 import KeelModel
+import KeelRL
 
 struct E2ESeed: Codable {
   var seed: Int
@@ -63,16 +64,10 @@ enum E2EBench {
       let wall = Date().timeIntervalSince(t0)
       guard status == 0 else {
         let tail = ((try? String(contentsOfFile: "\(base)/seed-\(seed).log", encoding: .utf8)) ?? "").split(separator: "\n").suffix(3).joined(separator: "\n")
-        throw ScalingError(message: "seed \(seed): keel train exited with status \(status):\n\(tail)")
+        throw BenchError(message: "seed \(seed): keel train exited with status \(status):\n\(tail)")
       }
-      let summary = try JSONDecoder().decode(SummaryFields.self, from: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json")))
-      let steps = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
-        .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-        .filter { ($0["step"] as? Int ?? 0) >= 2 && $0["time_sampling"] != nil }
-      func median(_ key: String) -> Double {
-        let xs = steps.compactMap { $0[key] as? Double }.sorted()
-        return xs.isEmpty ? 0 : xs[xs.count / 2]
-      }
+      let summary = try JSONDecoder().decode(Summary.self, from: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json")))
+      let median = try ScalingBench.stepMedians(run: out)
       rows.append(E2ESeed(seed: seed, coldStartGreedy: summary.coldStartGreedy, finalGreedy: summary.finalGreedy, bestGreedy: summary.bestGreedy,
                           stepsToTarget: summary.targetStep, trainSecondsToTarget: summary.targetTrainSeconds,
                           targetHeldTwice: summary.targetHeldTwice, steps: summary.steps, trainSeconds: summary.trainSeconds,
@@ -111,18 +106,6 @@ enum E2EBench {
     return report
   }
 
-  /// The fields of summary.json this report reads.
-  struct SummaryFields: Decodable {
-    var steps: Int
-    var coldStartGreedy: Double
-    var finalGreedy: Double
-    var bestGreedy: Double
-    var targetStep: Int?
-    var targetTrainSeconds: Double?
-    var targetHeldTwice: Bool
-    var trainSeconds: Double
-  }
-
   /// posix_spawn + wait4: the exit status and the child's own peak RSS (KB); its output to `log`.
   static func spawnMeasured(_ program: String, _ args: [String], log: String) throws -> (Int32, Int) {
     let argv: [UnsafeMutablePointer<CChar>?] = ([program] + args).map { strdup($0) } + [nil]
@@ -134,7 +117,7 @@ enum E2EBench {
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
     var pid: pid_t = 0
     let rc = posix_spawn(&pid, program, &actions, nil, argv, environ)
-    guard rc == 0 else { throw ScalingError(message: "cannot start \(program): \(String(cString: strerror(rc)))") }
+    guard rc == 0 else { throw BenchError(message: "cannot start \(program): \(String(cString: strerror(rc)))") }
     var status: Int32 = 0
     var usage = rusage()
     while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}

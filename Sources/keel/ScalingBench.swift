@@ -36,22 +36,15 @@ enum ScalingBench {
         program = KeelPaths.executable
       } else {
         guard let mpirun = which("mpirun") else {
-          throw ScalingError(message: "mpirun not found: install Open MPI (bash scripts/setup.sh)")
+          throw BenchError(message: "mpirun not found: install Open MPI (bash scripts/setup.sh)")
         }
         program = mpirun
         args = ["-np", String(k), "--oversubscribe", KeelPaths.executable] + args
       }
       if !json { print("K = \(k) × \(perRank) thread\(perRank == 1 ? "" : "s"): \(k == 1 ? "" : "mpirun -np \(k) ")keel \(args.suffix(from: k == 1 ? 0 : 4).joined(separator: " "))") }
       let status = try spawn(program, args)
-      guard status == 0 else { throw ScalingError(message: "K = \(k): the run exited with status \(status)") }
-      let lines = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
-      let steps = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-        .filter { ($0["step"] as? Int ?? 0) >= 2 }
-      guard !steps.isEmpty else { throw ScalingError(message: "K = \(k): fewer than 2 steps logged; use more --scaling-steps") }
-      func median(_ key: String) -> Double {
-        let xs = steps.map { $0[key] as? Double ?? 0 }.sorted()
-        return xs[xs.count / 2]
-      }
+      guard status == 0 else { throw BenchError(message: "K = \(k): the run exited with status \(status)") }
+      let median = try stepMedians(run: out)
       let seconds = median("seconds")
       let reduce = median("time_allreduce")
       rows.append(ScalingRow(ranks: k, threadsPerRank: perRank, stepSeconds: seconds, tokensPerSecond: median("tokens_per_second"),
@@ -76,6 +69,19 @@ enum ScalingBench {
     return rows
   }
 
+  /// The median of a metrics.jsonl key over a run's training steps 2… (step 1 is warm-up; step 0,
+  /// the cold-start evaluation, has no step timings), as a function of the key; 0 when absent.
+  static func stepMedians(run: String) throws -> (String) -> Double {
+    let steps = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+      .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+      .filter { ($0["step"] as? Int ?? 0) >= 2 }
+    guard !steps.isEmpty else { throw BenchError(message: "\(run): fewer than 2 training steps logged") }
+    return { key in
+      let xs = steps.compactMap { $0[key] as? Double }.sorted()
+      return xs.isEmpty ? 0 : xs[xs.count / 2]
+    }
+  }
+
   static func which(_ name: String) -> String? {
     (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
       .map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
@@ -97,7 +103,8 @@ enum ScalingBench {
   }
 }
 
-struct ScalingError: Error, CustomStringConvertible {
+/// A bench run that could not be measured.
+struct BenchError: Error, CustomStringConvertible {
   let message: String
   var description: String { message }
 }

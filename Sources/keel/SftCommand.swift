@@ -45,15 +45,17 @@ struct SftCommand: ParsableCommand {
     guard (0...1).contains(target) else { throw ValidationError("--target is an accuracy in [0, 1]") }
     let options = SFTOptions(targetAccuracy: target, maxSteps: maxSteps, lr: Float(lr), batch: batch, seed: UInt64(seed),
                              maxTokens: maxTokens, checkEvery: checkEvery)
+    let jsonl = task.hasSuffix(".jsonl")
+    if jsonl && teacher != nil { throw ValidationError("--teacher applies to built-in tasks; a JSONL file's demonstrations are its rows (--response-field)") }
+    let teacherName = teacher ?? "careful"
+    guard let t = Teacher.named(teacherName) else { throw ValidationError("--teacher must be careful, sloppy, terse or forgetful") }
     let report: ColdStartReport, store: ParameterStore
     var tokenizer: HFPolicyTokenizer? = nil
-    if checkpoint == nil && !task.hasSuffix(".jsonl") {
+    if checkpoint == nil && !jsonl {
       // the built-in cold start, exactly as keel train makes it
-      let name = teacher ?? "careful"
-      guard let t = Teacher.named(name) else { throw ValidationError("--teacher must be careful, sloppy, terse or forgetful") }
       let gen = try TaskRegistry.make(task, digits: digits, terms: terms > 0 ? terms : nil)
       let config = try ModelPreset.config(model, vocab: CharTokenizer().vocabSize)
-      var s = ColdStartSettings(task: gen, taskSeed: UInt64(seed), model: config, teacher: t, teacherName: name,
+      var s = ColdStartSettings(task: gen, taskSeed: UInt64(seed), model: config, teacher: t, teacherName: teacherName,
                                 targetAccuracy: target, maxSteps: maxSteps, lr: Float(lr), batch: batch, seed: UInt64(seed),
                                 threads: threads, maxTokens: maxTokens)
       s.checkEvery = checkEvery
@@ -69,8 +71,7 @@ struct SftCommand: ParsableCommand {
       let tok: any PolicyTokenizer = tokenizer ?? CharTokenizer()
       try Trainer.checkVocabulary(model: store.layout.config.vocabSize, tokenizer: tok, what: checkpoint ?? "--model \(model)")
       let validation: [Problem], demonstration: (Int) throws -> (prompt: String, response: String), answerMarker: String
-      if task.hasSuffix(".jsonl") {
-        if teacher != nil { throw ValidationError("--teacher applies to built-in tasks; a JSONL file's demonstrations are its rows (--response-field)") }
+      if jsonl {
         let demos = try JSONLDemonstrations(path: task, fields: JSONLFields(prompt: promptField, answer: answerField),
                                             responseField: responseField, marker: marker ?? "", seed: UInt64(seed))
         validation = demos.validation
@@ -78,16 +79,8 @@ struct SftCommand: ParsableCommand {
         answerMarker = marker ?? ""
         print("\(task): \(demos.train.count) demonstrations, \(validation.count) validation rows")
       } else {
-        let name = teacher ?? "careful"
-        guard let t = Teacher.named(name) else { throw ValidationError("--teacher must be careful, sloppy, terse or forgetful") }
         let gen = try TaskRegistry.make(task, digits: digits, terms: terms > 0 ? terms : nil)
-        let split = TaskSplit(generator: gen, seed: UInt64(seed))
-        try split.checkPopulated()
-        validation = split.distinctSet(.validation, count: 200, stream: .coldStart)
-        demonstration = { index in
-          let p = split.problem(.train, index: index, stream: .coldStart)
-          return (p.prompt, t.demonstrate(p, index: index))
-        }
+        (validation, demonstration) = try ColdStart.teacherDemonstrations(task: gen, seed: UInt64(seed), teacher: t)
         answerMarker = marker ?? gen.answerMarker
       }
       let grader = try Grader(reward: "exact-match", marker: answerMarker, threshold: 1)
@@ -138,8 +131,7 @@ struct EvalCommand: ParsableCommand {
     var dir = checkpoint
     var file: [String: String] = [:]
     if let run = Self.runDirectory(of: checkpoint) {
-      let text = try String(contentsOfFile: run + "/config.yaml", encoding: .utf8)
-      file = try ConfigSchema.flatten(yaml: text, source: run + "/config.yaml")
+      file = try ConfigSchema.flatten(file: run + "/config.yaml", what: "the run's config")
       if !FileManager.default.fileExists(atPath: dir + "/model.safetensors") {
         guard let latest = try RunDirectory(path: run, create: false).latestCheckpoint else {
           throw ValidationError("\(checkpoint): a run directory without a complete checkpoint")

@@ -11,7 +11,6 @@ import KeelDistributed
 import KeelGuard
 import KeelPluginHost
 import KeelRL
-import KeelTasks
 
 struct TrainCommand: ParsableCommand {
   static let configuration = CommandConfiguration(commandName: "train", abstract: "Cold-start if needed, then train the policy with RL.")
@@ -68,15 +67,13 @@ struct TrainCommand: ParsableCommand {
       guard FileManager.default.fileExists(atPath: resume + "/config.yaml") else {
         throw ValidationError("--resume \(resume): no config.yaml there (not a keel run directory)")
       }
-      let text = try TextFile.read(resume + "/config.yaml", what: "--resume", limit: ConfigSchema.yamlLimits.bytes)
-      file = try ConfigSchema.flatten(yaml: text, source: resume + "/config.yaml")
+      file = try ConfigSchema.flatten(file: resume + "/config.yaml", what: "--resume")
       guard let latest = run.latestCheckpoint else { throw ValidationError("--resume \(resume): no complete checkpoint in \(resume)/checkpoints") }
       checkpoint = latest
       runPath = resume
     } else {
       if let config {
-        let text = try TextFile.read(config, what: "--config", limit: ConfigSchema.yamlLimits.bytes)
-        file = try ConfigSchema.flatten(yaml: text, source: config)
+        file = try ConfigSchema.flatten(file: config, what: "--config")
       }
       runPath = ""
     }
@@ -164,7 +161,6 @@ extension TrainCommand {
   }
 }
 
-/// SIGINT/SIGTERM: finish the current step, checkpoint, exit cleanly.
 /// The guard around plugin code (one line for a crashing or stuck plugin) and the stop
 /// handlers (SIGINT/SIGTERM stop at the end of the step; a second one exits at once).
 func installStopHandlers() {
