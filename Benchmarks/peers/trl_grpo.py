@@ -63,12 +63,11 @@ def correct(text, answer):
         return False
 
 
-def prepare(keel_checkpoint, out):
+def write_keel_tokenizer(out):
+    """tokenizer.json (+ generation_config.json) equal to Keel's character table: pad 0, <s> 1,
+    </s> 2, then Keel's 60 symbols; lower-cased; "<s> $A" template."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast, GenerationConfig
-    os.makedirs(out, exist_ok=True)
-    for f in ["config.json", "model.safetensors"]:
-        shutil.copy(os.path.join(keel_checkpoint, f), os.path.join(out, f))
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2}
     for i, c in enumerate(KEEL_SYMBOLS):
         vocab[c] = i + 3
@@ -80,11 +79,51 @@ def prepare(keel_checkpoint, out):
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", 1)])
     PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>").save_pretrained(out)
     GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0).save_pretrained(out)
+    return len(vocab)
+
+
+def write_addition_rows(out):
+    """out/add.jsonl: every 2-digit addition (a, b in 10..99, 8,100 rows)."""
     with open(os.path.join(out, "add.jsonl"), "w") as f:
         for a in range(10, 100):
             for b in range(10, 100):
                 f.write(json.dumps({"prompt": f"{a}+{b}=", "answer": str(a + b)}) + "\n")
-    print(json.dumps({"start": out, "vocab": len(vocab)}))
+
+
+def prepare(keel_checkpoint, out):
+    os.makedirs(out, exist_ok=True)
+    for f in ["config.json", "model.safetensors"]:
+        shutil.copy(os.path.join(keel_checkpoint, f), os.path.join(out, f))
+    vocab = write_keel_tokenizer(out)
+    write_addition_rows(out)
+    print(json.dumps({"start": out, "vocab": vocab}))
+
+
+def load_model(start):
+    """fp32, eager attention and (transformers ≥ 5) eager experts: what runs on this CPU."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM
+    return AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32, attn_implementation="eager",
+                                                **({"experts_implementation": "eager"} if int(transformers.__version__.split(".")[0]) >= 5 else {}))
+
+
+def greedy_accuracy(model, tok, rows, batch=250):
+    """Greedy decoding of at most 8 tokens, correct = the exact-match reward."""
+    import torch
+    was = model.training
+    model.eval()
+    ok = 0
+    with torch.no_grad():
+        for i in range(0, len(rows), batch):
+            chunk = rows[i:i + batch]
+            enc = tok([r["prompt"] for r in chunk], return_tensors="pt", padding=True)
+            gen = model.generate(**enc, max_new_tokens=8, do_sample=False, eos_token_id=2, pad_token_id=0)
+            texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            ok += sum(correct(t, r["answer"]) for t, r in zip(texts, chunk))
+    if was:
+        model.train()
+    return ok / len(rows)
 
 
 def run(start, seed, out, lr, max_steps, threads):
@@ -93,30 +132,17 @@ def run(start, seed, out, lr, max_steps, threads):
     import transformers
     import trl
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     rows = [json.loads(l) for l in open(os.path.join(start, "add.jsonl"))]
     train_rows, held = keel_split(rows)
     tok = AutoTokenizer.from_pretrained(start)
     tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32, attn_implementation="eager",
-                                                 **({"experts_implementation": "eager"} if int(transformers.__version__.split(".")[0]) >= 5 else {}))
+    model = load_model(start)
 
-    @torch.no_grad()
     def evaluate():
-        was = model.training
-        model.eval()
-        ok = 0
-        for i in range(0, len(held), 250):
-            batch = held[i:i + 250]
-            enc = tok([r["prompt"] for r in batch], return_tensors="pt", padding=True)
-            gen = model.generate(**enc, max_new_tokens=8, do_sample=False, eos_token_id=2, pad_token_id=0)
-            texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            ok += sum(correct(t, r["answer"]) for t, r in zip(texts, batch))
-        if was:
-            model.train()
-        return ok / len(held)
+        return greedy_accuracy(model, tok, held)
 
     def reward(completions, answer, **kw):
         return [1.0 if correct(c, a) else 0.0 for c, a in zip(completions, answer)]

@@ -50,10 +50,12 @@ public struct ColdStartSettings: Sendable {
   }
 }
 
-public struct ColdStartReport: Sendable {
+public struct ColdStartReport: Sendable, Codable {
   public var steps: Int
   public var validationAccuracy: Double
+  /// Wall seconds of the whole loop, and of its validation checks (part of `seconds`).
   public var seconds: Double
+  public var validationSeconds: Double
   public var loss: Double
 }
 
@@ -145,7 +147,7 @@ public enum ColdStart {
     let t0 = Date()
     guard let stop = tok.stopTokens.first else { throw TrainerError(message: "the tokenizer has no stop token: a demonstration could not end") }
     let policy = Policy(store: store, precision: .fp32, threads: threads)
-    var lastLoss = 0.0, acc = 0.0, step = 0
+    var lastLoss = 0.0, acc = 0.0, step = 0, validationSeconds = 0.0
     let checkEvery = max(1, o.checkEvery)
     let limit = store.layout.config.maxPositionEmbeddings
     while step < o.maxSteps {
@@ -173,14 +175,17 @@ public enum ColdStart {
       policy.optimizer.update(params: store, grads: policy.engine.grads, lr: o.lr, maxNorm: 1, compute: policy.engine.compute)
       step += 1
       if step % checkEvery == 0 || step == o.maxSteps {
+        let t = Date()
         policy.sampler.refresh()
         acc = try Evaluator.run(policy, problems: validation, tokenizer: tok, grader: grader, samples: 1, temperature: 0,
                                 maxTokens: o.maxTokens, seed: o.seed).greedyAccuracy
+        validationSeconds += Date().timeIntervalSince(t)
         log(String(format: "sft step %d: loss %.3f, validation greedy accuracy %.3f", step, lastLoss, acc))
         if acc >= o.targetAccuracy { break }
       }
     }
-    return ColdStartReport(steps: step, validationAccuracy: acc, seconds: Date().timeIntervalSince(t0), loss: lastLoss)
+    return ColdStartReport(steps: step, validationAccuracy: acc, seconds: Date().timeIntervalSince(t0),
+                           validationSeconds: validationSeconds, loss: lastLoss)
   }
 
   public static var cacheRoot: String {

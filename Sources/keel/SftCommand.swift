@@ -37,6 +37,7 @@ struct SftCommand: ParsableCommand {
   @Option(help: "Seed.") var seed: Int = 1
   @Option(help: "Threads.") var threads: Int = 2
   @Option(help: "Output checkpoint directory.") var out: String
+  @Option(help: "Also write the run's figures as JSON here (steps, accuracy, seconds with and without the validation checks, peak RSS): the peer harness Benchmarks/peers/trl_sft.py reads it.") var report: String?
 
   func run() throws {
     guard maxSteps >= 1, batch >= 1, checkEvery >= 1, maxTokens >= 1, threads >= 1, lr > 0, lr.isFinite else {
@@ -89,7 +90,27 @@ struct SftCommand: ParsableCommand {
     }
     try Checkpoint.save(directory: out, store: store)
     try tokenizer?.copy(to: out)
-    print(String(format: "saved %@: %d steps, validation greedy accuracy %.3f, %.1f s", out, report.steps, report.validationAccuracy, report.seconds))
+    print(String(format: "saved %@: %d steps, validation greedy accuracy %.3f, %.1f s (%.1f s of it validation checks)", out,
+                 report.steps, report.validationAccuracy, report.seconds, report.validationSeconds))
+    if let path = self.report { try writeReport(report, to: path) }
+  }
+
+  /// The `--report` JSON: the loop's figures and the settings that produced them.
+  func writeReport(_ r: ColdStartReport, to path: String) throws {
+    struct Report: Encodable {
+      var steps: Int, validation_greedy: Double, reached: Bool, seconds: Double, check_seconds: Double, train_seconds: Double
+      var mean_step_seconds: Double?, peak_rss_mb: Double, seed: Int, lr: Double, batch: Int, target: Double, check_every: Int
+    }
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    let train = r.seconds - r.validationSeconds
+    let data = try enc.encode(Report(steps: r.steps, validation_greedy: r.validationAccuracy, reached: r.validationAccuracy >= target,
+                                     seconds: r.seconds, check_seconds: r.validationSeconds, train_seconds: train,
+                                     mean_step_seconds: r.steps > 0 ? train / Double(r.steps) : nil,
+                                     peak_rss_mb: Double(Bench.peakRSS()) / 1_048_576, seed: seed, lr: lr, batch: batch,
+                                     target: target, check_every: checkEvery))
+    try writeAtomically(data, to: path)
   }
 }
 
