@@ -165,7 +165,7 @@ public struct Comparison {
           let prov = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return "its provenance.json is missing" }
     // runs from before the data version was recorded: split-v2 came with the eval.reward key
     let version = prov["data_version"] as? String ?? (flat["eval.reward"] != nil ? "split-v2" : "split-v1")
-    let current = TaskSplit.dataVersion(task: want.string("task.name"))
+    let current = TaskSplit.dataVersion(task: RunConfig(want).task.name)
     if version != current {
       return "its problems come from data version \(version) (made by an older Keel), not \(current)"
     }

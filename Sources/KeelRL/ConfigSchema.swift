@@ -326,14 +326,6 @@ public struct ResolvedConfig: Sendable, Equatable {
   public var values: [String: ConfigValue]
   public var pluginParams: [String: [String: String]]
 
-  public func int(_ k: String) -> Int { if case .int(let v) = values[k]! { return v }; fatalError("\(k) is not an int") }
-  public func float(_ k: String) -> Double {
-    switch values[k]! { case .float(let v): return v; case .int(let v): return Double(v); default: fatalError("\(k) is not a float") }
-  }
-  public func bool(_ k: String) -> Bool { if case .bool(let v) = values[k]! { return v }; fatalError("\(k) is not a bool") }
-  public func string(_ k: String) -> String { "\(values[k]!)" }
-  public func optionalString(_ k: String) -> String? { if case .string(let s) = values[k]! { return s }; return nil }
-
   /// YAML of every key (nested), plugin params included: the run directory's config.yaml.
   public func yaml() -> String {
     var tree: [String: Any] = [:]

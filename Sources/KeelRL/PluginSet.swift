@@ -16,10 +16,10 @@ public final class PluginSet {
 
   /// `answerMarker`: the task's final-answer marker ("#" for scratchpad). A reward plugin that
   /// declares a string parameter `marker` gets it unless the config sets one.
-  public init(config: ResolvedConfig, discovery: PluginDiscovery, answerMarker: String = "", log: @escaping (String) -> Void) throws {
+  public init(config: RunConfig, discovery: PluginDiscovery, answerMarker: String = "", log: @escaping (String) -> Void) throws {
     func make<T>(_ kind: String, _ pluginKind: PluginKind, _ build: (PluginLibrary, [String: ParameterValue]) throws -> T) throws -> T {
-      let lib = try discovery.resolve(config.string("\(kind).name"), kind: pluginKind)
-      var text = config.pluginParams[kind] ?? [:]
+      let lib = try discovery.resolve(config.pluginName(kind), kind: pluginKind)
+      var text = config.params[kind] ?? [:]
       if kind == "reward", !answerMarker.isEmpty, text["marker"] == nil,
          lib.parameters.contains(where: { $0.name == "marker" && $0.type == .string }) {
         text["marker"] = answerMarker
@@ -33,13 +33,13 @@ public final class PluginSet {
     objective = try make("objective", .objective) { try ObjectiveInstance(library: $0, settings: $1, logSink: sink) }
     reward = try make("reward", .reward) { try RewardInstance(library: $0, settings: $1, logSink: sink) }
     baseline = try make("baseline", .baseline) { try BaselineInstance(library: $0, settings: $1, logSink: sink) }
-    rewardWeight = Float(config.float("reward.weight"))
-    if let lib = config.optionalString("reward.foreign.library") {
-      guard let symbol = config.optionalString("reward.foreign.symbol"), let sig = config.optionalString("reward.foreign.signature") else {
+    rewardWeight = Float(config.reward.weight)
+    if let lib = config.reward.foreign.library {
+      guard let symbol = config.reward.foreign.symbol, let sig = config.reward.foreign.signature else {
         throw TrainerError(message: "reward.foreign.library is set: reward.foreign.symbol and reward.foreign.signature are required too")
       }
       foreign = try ForeignReward(library: lib, symbol: symbol, signature: sig)
-      foreignWeight = Float(config.float("reward.foreign.weight"))
+      foreignWeight = Float(config.reward.foreign.weight)
     } else {
       foreign = nil
       foreignWeight = 0

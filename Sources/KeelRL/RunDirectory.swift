@@ -129,7 +129,7 @@ public struct RunDirectory: Sendable {
     try writeAtomically(try enc.encode(s), to: path + "/summary.json")
   }
 
-  public func writeProvenance(config: ResolvedConfig, plugins: PluginSet, grader: Grader, policy: Policy, coldStart: String?, ranks: Int = 1) throws {
+  public func writeProvenance(config: RunConfig, plugins: PluginSet, grader: Grader, policy: Policy, coldStart: String?, ranks: Int = 1) throws {
     var pluginInfo: [[String: Any]] = []
     for (role, p) in plugins.all + [("grader", grader.instance)] {
       // the metrics.jsonl keys this plugin's declared scalars are written under (plotted by keel compare)
@@ -149,8 +149,8 @@ public struct RunDirectory: Sendable {
       "keel_version": KeelVersion.string, "plugin_abi": KeelVersion.abi, "keel_commit": gitCommit(),
       "plugins": pluginInfo, "files": Self.inputFiles(config), "blas": "OpenBLAS (cblas) core type \(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "auto"); matrix products: KeelKernels kk_gemm",
       "cpu_model": CPUInfo.field("model name"), "cpu_flags": CPUInfo.field("flags").split(separator: " ").filter { ["avx2", "fma", "f16c", "avx512f"].contains(String($0)) }.map(String.init),
-      "threads": config.int("train.threads"), "ranks": ranks, "cold_start": coldStart ?? "none",
-      "model_parameters": policy.store.layout.count, "data_version": TaskSplit.dataVersion(task: config.string("task.name")),
+      "threads": config.train.threads, "ranks": ranks, "cold_start": coldStart ?? "none",
+      "model_parameters": policy.store.layout.count, "data_version": TaskSplit.dataVersion(task: config.task.name),
     ]
     try writeAtomically(try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), to: path + "/provenance.json")
   }
@@ -160,20 +160,20 @@ extension RunDirectory {
   /// The data files a run started from (model.checkpoint's config, weights and tokenizer files;
   /// a JSONL dataset and its held-out file), with their SHA-256: keel compare reruns a run whose
   /// inputs changed.
-  static func inputFiles(_ config: ResolvedConfig) -> [[String: String]] {
+  static func inputFiles(_ config: RunConfig) -> [[String: String]] {
     var out: [[String: String]] = []
     func add(_ role: String, _ path: String) {
       if FileManager.default.fileExists(atPath: path) { out.append(["role": role, "path": path, "sha256": sha256(path)]) }
     }
-    if let dir = config.optionalString("model.checkpoint") {
+    if let dir = config.model.checkpoint {
       let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
       for n in names where n == "config.json" || n.hasSuffix(".safetensors") || n == "model.safetensors.index.json" || HFPolicyTokenizer.files.contains(n) {
         add("model.checkpoint", dir + "/" + n)
       }
     }
-    let task = config.string("task.name")
+    let task = config.task.name
     if task.hasSuffix(".jsonl") { add("task.name", task) }
-    if let held = config.optionalString("task.eval_path") { add("task.eval_path", held) }
+    if let held = config.task.evalPath { add("task.eval_path", held) }
     return out
   }
 }

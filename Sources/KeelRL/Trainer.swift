@@ -31,7 +31,10 @@ public final class Trainer {
   /// With N = 1, record π_old from the update's own forward (see globalStep). Off: a separate
   /// π_old pass, as for N > 1 — the same bits, slower; tests compare the two.
   public var foldOldPassIntoUpdate = true
-  public let config: ResolvedConfig
+  /// The typed configuration (RunConfig.swift), and the resolved key/value form it was decoded
+  /// from (written to config.yaml and provenance.json).
+  public let config: RunConfig
+  public let resolved: ResolvedConfig
   public let run: RunDirectory
   public let comm: Communicator
   let log: (String) -> Void
@@ -58,26 +61,27 @@ public final class Trainer {
   var diagnosticsSums = DiagnosticsSummary()
   var tensorboard: TensorBoardWriter?
 
-  var seed: UInt64 { UInt64(config.int("seed")) }
-  var B: Int { config.int("rollout.prompts") }
-  var G: Int { config.int("rollout.group_size") }
+  var seed: UInt64 { config.seed }
+  var B: Int { config.rollout.prompts }
+  var G: Int { config.rollout.groupSize }
 
   public init(config: ResolvedConfig, run: RunDirectory, quiet: Bool = false, comm: Communicator = .single,
               log: @escaping (String) -> Void) throws {
-    self.config = config
+    self.resolved = config
+    self.config = RunConfig(config)
     self.run = run
     self.comm = comm
     self.quiet = quiet || !comm.isRoot
     self.log = log
-    dataset = try Self.dataset(config)
-    if let dir = config.optionalString("model.checkpoint") {
+    dataset = try Self.dataset(self.config)
+    if let dir = self.config.model.checkpoint {
       modelConfig = try Checkpoint.loadConfig(directory: dir)
       tokenizer = try HFPolicyTokenizer.inDirectory(dir) ?? CharTokenizer()
     } else {
       tokenizer = CharTokenizer()
-      modelConfig = try ModelPreset.config(config.string("model.preset"), vocab: tokenizer.vocabSize)
+      modelConfig = try ModelPreset.config(self.config.model.preset, vocab: tokenizer.vocabSize)
     }
-    try Self.checkVocabulary(model: modelConfig.vocabSize, tokenizer: tokenizer, what: config.optionalString("model.checkpoint") ?? "model.preset")
+    try Self.checkVocabulary(model: modelConfig.vocabSize, tokenizer: tokenizer, what: self.config.model.checkpoint ?? "model.preset")
     // a dataset's prompts must all encode: say which row does not, before any training
     if let rows = dataset.train {
       for p in rows + dataset.eval {
@@ -89,25 +93,25 @@ public final class Trainer {
 
   /// The run's problems: the task (or JSONL file), its split and its answer marker — the
   /// config's task.marker, else reward.params.marker when set, else the task's own.
-  public static func dataset(_ config: ResolvedConfig) throws -> Dataset {
-    let taskName = config.string("task.name")
-    let terms = config.int("task.terms")
-    let marker = config.optionalString("task.marker") ?? config.pluginParams["reward"]?["marker"]
+  public static func dataset(_ config: RunConfig) throws -> Dataset {
+    let taskName = config.task.name
+    let terms = config.task.terms
+    let marker = config.task.marker ?? config.params["reward"]?["marker"]
     if taskName.hasSuffix(".jsonl") {
-      return try Dataset(jsonl: taskName, evalPath: config.optionalString("task.eval_path"), evalCount: config.int("task.eval_size"),
-                         marker: marker ?? "", fields: JSONLFields(prompt: config.string("task.prompt_field"), answer: config.string("task.answer_field")),
-                         seed: UInt64(config.int("seed")))
+      return try Dataset(jsonl: taskName, evalPath: config.task.evalPath, evalCount: config.task.evalSize,
+                         marker: marker ?? "", fields: JSONLFields(prompt: config.task.promptField, answer: config.task.answerField),
+                         seed: config.seed)
     }
-    let gen = try TaskRegistry.make(taskName, digits: config.int("task.digits"), terms: terms > 0 ? terms : nil)
-    return try Dataset(task: gen, seed: UInt64(config.int("seed")), evalCount: config.int("task.eval_size"), marker: marker)
+    let gen = try TaskRegistry.make(taskName, digits: config.task.digits, terms: terms > 0 ? terms : nil)
+    return try Dataset(task: gen, seed: config.seed, evalCount: config.task.evalSize, marker: marker)
   }
 
   /// The run's grader: eval.reward with the dataset's marker, correct at ≥ eval.threshold; when
   /// eval.reward is the training reward plugin it gets reward.params too.
-  public static func grader(_ config: ResolvedConfig, marker: String) throws -> Grader {
-    let name = config.string("eval.reward")
-    let params = name == config.string("reward.name") ? config.pluginParams["reward"] ?? [:] : [:]
-    return try Grader(reward: name, marker: marker, threshold: config.float("eval.threshold"), params: params)
+  public static func grader(_ config: RunConfig, marker: String) throws -> Grader {
+    let name = config.eval.reward
+    let params = name == config.reward.name ? config.params["reward"] ?? [:] : [:]
+    return try Grader(reward: name, marker: marker, threshold: config.eval.threshold, params: params)
   }
 
   /// The model must have an embedding for every id the tokenizer produces.
@@ -120,18 +124,14 @@ public final class Trainer {
 
   func validate() throws {
     func bad(_ m: String) -> TrainerError { TrainerError(message: m) }
-    if B % config.int("train.minibatches") != 0 {
-      throw bad("train.minibatches (\(config.int("train.minibatches"))) must divide rollout.prompts (\(B)): mini-batches keep groups whole")
+    if B % config.train.minibatches != 0 {
+      throw bad("train.minibatches (\(config.train.minibatches)) must divide rollout.prompts (\(B)): mini-batches keep groups whole")
     }
-    for k in ["rollout.prompts", "rollout.group_size", "sampler.max_tokens", "eval.every", "eval.samples", "checkpoint.every", "train.micro_batch", "train.threads"] where config.int(k) < 1 {
-      throw bad("\(k) must be at least 1")
-    }
-    if config.float("sampler.temperature") <= 0 { throw bad("sampler.temperature must be > 0 (log-probs are at that temperature)") }
     if comm.size > B {
       throw bad("\(comm.size) ranks but rollout.prompts is \(B): every rank needs at least one prompt group")
     }
-    if config.string("train.routing_replay") != "none" && !modelConfig.isMoE {
-      throw bad("train.routing_replay \(config.string("train.routing_replay")) needs an MoE policy (model.preset moe or tiny)")
+    if config.train.routingReplay != .none && !modelConfig.isMoE {
+      throw bad("train.routing_replay \(config.train.routingReplay.rawValue) needs an MoE policy (model.preset moe or tiny)")
     }
   }
 
@@ -141,10 +141,10 @@ public final class Trainer {
   public func prepare(resumeFrom checkpoint: String?) throws {
     plugins = try PluginSet(config: config, discovery: .standard(), answerMarker: dataset.answerMarker, log: log)
     grader = try Self.grader(config, marker: dataset.answerMarker)
-    let precision = SamplerPrecision(rawValue: config.string("sampler.precision"))!
-    let threads = config.int("train.threads")
-    comm.timeout = config.float("distributed.timeout")
-    keel_guard_set_timeout(config.float("plugins.timeout"))
+    let precision = config.sampler.precision
+    let threads = config.train.threads
+    comm.timeout = config.distributed.timeout
+    keel_guard_set_timeout(config.pluginTimeout)
     // rank 0 makes (or finds) the cold start first; the others then find it in the cache
     var coldDir: String? = nil
     if comm.isRoot { coldDir = try coldStartDirectory(make: true) }
@@ -166,8 +166,8 @@ public final class Trainer {
     } else {
       policy = Policy(store: ParameterStore(config: modelConfig, seed: seed), precision: precision, threads: threads)
     }
-    policy.optimizer.weightDecay = Float(config.float("train.weight_decay"))
-    if config.bool("train.kl_ref") {
+    policy.optimizer.weightDecay = Float(config.train.weightDecay)
+    if config.train.klRef {
       let refStore = coldDir.map { try? Checkpoint.load(directory: $0).0 } ?? nil
       reference = TrainingEngine(store: refStore ?? policy.store.copy(), compute: policy.engine.compute)
     }
@@ -184,16 +184,16 @@ public final class Trainer {
     metricsWriter?.onNonFinite = { [log] step, keys in
       log("warning: step \(step): \(keys.joined(separator: ", ")) not finite; written as null in metrics.jsonl")
     }
-    if config.bool("diagnostics.enabled") {
+    if config.diagnostics.enabled {
       diagnosticsWriter = try JSONLWriter(path: run.path + "/diagnostics.jsonl", truncateToStepAtMost: keep)
     }
-    if config.bool("log.rollouts") {
+    if config.log.rollouts {
       rolloutsWriter = try JSONLWriter(path: run.path + "/rollouts.jsonl", truncateToStepAtMost: keep)
     }
-    if config.int("distributed.check_every") > 0 {
+    if config.distributed.checkEvery > 0 {
       weightsWriter = try JSONLWriter(path: run.path + "/weights.jsonl", truncateToStepAtMost: keep)
     }
-    if config.bool("log.tensorboard") { tensorboard = try TensorBoardWriter(directory: run.path + "/tensorboard") }
+    if config.log.tensorboard { tensorboard = try TensorBoardWriter(directory: run.path + "/tensorboard") }
     try run.writeProvenance(config: config, plugins: plugins, grader: grader, policy: policy, coldStart: coldDir, ranks: comm.size)
   }
 
@@ -212,24 +212,24 @@ public final class Trainer {
 
   /// `make: false` (ranks other than 0) only looks the cache up: rank 0 made it.
   func coldStartDirectory(make: Bool = true) throws -> String? {
-    if let start = config.optionalString("model.checkpoint") { return start }
-    let value = config.string("coldstart.checkpoint")
+    if let start = config.model.checkpoint { return start }
+    let value = config.coldStart.checkpoint
     switch value {
     case "none": return nil
     case "auto":
       guard let gen = dataset.split?.generator else {
         throw TrainerError(message: "coldstart.checkpoint auto needs a procedural task; for a JSONL dataset give a checkpoint directory or none")
       }
-      let teacherName = config.string("coldstart.teacher")
+      let teacherName = config.coldStart.teacher
       var s = ColdStartSettings(task: gen, taskSeed: seed, model: modelConfig, teacher: Teacher.named(teacherName)!,
-                                teacherName: teacherName, targetAccuracy: config.float("coldstart.target_accuracy"),
-                                maxSteps: config.int("coldstart.max_steps"), lr: Float(config.float("coldstart.lr")),
-                                batch: config.int("coldstart.batch"), seed: seed, threads: config.int("train.threads"),
-                                maxTokens: config.int("sampler.max_tokens"))
-      s.checkEvery = config.int("coldstart.check_every")
-      s.grader = config.string("eval.reward")
+                                teacherName: teacherName, targetAccuracy: config.coldStart.targetAccuracy,
+                                maxSteps: config.coldStart.maxSteps, lr: Float(config.coldStart.lr),
+                                batch: config.coldStart.batch, seed: seed, threads: config.train.threads,
+                                maxTokens: config.sampler.maxTokens)
+      s.checkEvery = config.coldStart.checkEvery
+      s.grader = config.eval.reward
       s.marker = dataset.answerMarker
-      s.threshold = config.float("eval.threshold")
+      s.threshold = config.eval.threshold
       if !make {
         guard let dir = ColdStart.lookup(s) else {
           throw TrainerError(message: "rank \(comm.rank) on host \(comm.host) cannot see the cold start rank 0 made (\(ColdStart.cacheDirectory(s))): put KEEL_CACHE on a shared filesystem (mpirun -x KEEL_CACHE=…) or give coldstart.checkpoint a shared directory")
@@ -250,7 +250,7 @@ public final class Trainer {
   // MARK: the loop
 
   public func train(steps: Int) throws -> Summary {
-    let evalEvery = config.int("eval.every")
+    let evalEvery = config.eval.every
     if step == 0 && coldStartEval == nil {  // (every rank: evaluation is split across them)
       let (e, dt) = try timed { try evaluate() }
       coldStartEval = e
@@ -278,16 +278,16 @@ public final class Trainer {
                + (m["fo_residual_mean"].map { String(format: "  fo-residual %.2g  gaps ti %.2g st %.2g", $0, m["gap_train_infer_abs_mean"]!, m["gap_staleness_abs_mean"]!) } ?? "")
                + (m["eval_accuracy_greedy"].map { String(format: "  eval %.3f greedy %.3f", m["eval_accuracy"]!, $0) } ?? "")
                + String(format: "  ETA %.0fs", eta), final: m["eval_accuracy_greedy"] != nil)
-      let checkEvery = config.int("distributed.check_every")
+      let checkEvery = config.distributed.checkEvery
       if checkEvery > 0 && step % checkEvery == 0 {
         let sums = try checkWeightsAgree(after: "step \(step)")
         try weightsWriter?.writeRaw(["step": step, "ranks": sums.count, "checksums": sums.map(WeightChecksum.hex)])
       }
-      if step % config.int("checkpoint.every") == 0 || step == steps { try checkpoint() }
+      if step % config.checkpointEvery == 0 || step == steps { try checkpoint() }
       // a signal on any rank stops every rank after the same step
       let stop = try comm.allreduceMax([keelStopRequested], what: "allreduce of the stop flag")[0]
       if stop != 0 {
-        if step % config.int("checkpoint.every") != 0 && step != steps { try checkpoint() }
+        if step % config.checkpointEvery != 0 && step != steps { try checkpoint() }
         stoppedBySignal = true
         log("stopped by signal after step \(step); checkpoint written; resume with --resume \(run.path)")
         break
@@ -317,15 +317,15 @@ public final class Trainer {
   }
 
   func evaluate() throws -> EvalResult {
-    try Evaluator.run(policy, problems: dataset.eval, tokenizer: tokenizer, grader: grader, samples: config.int("eval.samples"),
-                      temperature: Float(config.float("sampler.temperature")), maxTokens: config.int("sampler.max_tokens"),
+    try Evaluator.run(policy, problems: dataset.eval, tokenizer: tokenizer, grader: grader, samples: config.eval.samples,
+                      temperature: Float(config.sampler.temperature), maxTokens: config.sampler.maxTokens,
                       seed: seed, comm: comm)
   }
 
   func learningRate(_ step: Int) -> Float {
-    let base = config.float("train.lr"), warm = config.int("train.warmup_steps"), total = max(config.int("steps"), 1)
+    let base = config.train.lr, warm = config.train.warmupSteps, total = max(config.steps, 1)
     var lr = base
-    if config.string("train.schedule") == "cosine" {
+    if config.train.schedule == .cosine {
       lr = base * (0.1 + 0.9 * 0.5 * (1 + cos(Double.pi * Double(min(step, total)) / Double(total))))
     }
     if warm > 0 && step <= warm { lr *= Double(step) / Double(warm) }

@@ -93,7 +93,8 @@ struct FuzzCommand: ParsableCommand {
         let flat = try ConfigSchema.flatten(yaml: String(decoding: input, as: UTF8.self), source: "fuzz.yaml")
         let c = try ConfigSchema.resolve(file: flat, overrides: [:])
         _ = c.yaml()
-        if c.string("task.name").hasSuffix(".jsonl") == false { _ = try? Trainer.dataset(c) }
+        let typed = RunConfig(c)
+        if !typed.task.isJSONL { _ = try? Trainer.dataset(typed) }
       },
       "jsonl": { input, dir in
         try input.write(to: URL(fileURLWithPath: dir + "/d.jsonl"))

@@ -174,17 +174,17 @@ struct EvalCommand: ParsableCommand {
     if let maxTokens { o["sampler.max_tokens"] = String(maxTokens) }
     if let seed { o["seed"] = String(seed) }
     if let marker { o["task.marker"] = marker }
-    let config = try ConfigSchema.resolve(file: file, overrides: o)
+    let config = try RunConfig.resolve(file: file, overrides: o)
     let data = try Trainer.dataset(config)
     let grader = try Trainer.grader(config, marker: data.answerMarker)
-    let p = SamplerPrecision(rawValue: config.string("sampler.precision"))!
+    let p = config.sampler.precision
     let (store, _) = try Checkpoint.load(directory: dir)
     // a checkpoint of a Hugging Face run carries its tokenizer.json
     let tok: any PolicyTokenizer = try HFPolicyTokenizer.inDirectory(dir) ?? CharTokenizer()
     try Trainer.checkVocabulary(model: store.layout.config.vocabSize, tokenizer: tok, what: dir)
     let policy = Policy(store: store, precision: p, threads: threads)
-    let k = config.int("eval.samples"), t = config.float("sampler.temperature"), maxTok = config.int("sampler.max_tokens")
-    let seedValue = UInt64(config.int("seed"))
+    let k = config.eval.samples, t = config.sampler.temperature, maxTok = config.sampler.maxTokens
+    let seedValue = config.seed
     let r = try Evaluator.run(policy, problems: data.eval, tokenizer: tok, grader: grader, samples: k, temperature: Float(t),
                               maxTokens: maxTok, seed: seedValue)
     print(String(format: "eval_accuracy %.4f (mean over %d samples at T=%.2f), eval_accuracy_greedy %.4f, %d problems (%@, %@ sampler, %@)",

@@ -98,8 +98,9 @@ struct TrainCommand: ParsableCommand {
     try PluginTrust(trusted: trust).check(file.filter { overrides[$0.key] == nil }, source: source)
     if tensorboard { overrides["log.tensorboard"] = "true" }
     let resolved = try ConfigSchema.resolve(file: file, overrides: overrides)
+    let typed = RunConfig(resolved)
     if resume == nil {
-      runPath = out ?? "runs/train-\(resolved.int("seed"))-\(Int(Date().timeIntervalSince1970))"
+      runPath = out ?? "runs/train-\(typed.seed)-\(Int(Date().timeIntervalSince1970))"
       if comm.isRoot, let existing = Self.existingRun(runPath) {
         guard force else {
           throw ValidationError("--out \(runPath) already holds a run (\(existing)); continue it with --resume \(runPath), or replace it with --force")
@@ -113,18 +114,18 @@ struct TrainCommand: ParsableCommand {
     if comm.isRoot { try run.writeConfig(resolved) }
     let log: (String) -> Void = comm.isRoot ? { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } : { _ in }
     if comm.size > 1 && comm.isRoot && !quiet {
-      log("MPI: \(comm.size) ranks × \(resolved.int("train.threads")) threads; rank 0 writes \(runPath)")
+      log("MPI: \(comm.size) ranks × \(typed.train.threads) threads; rank 0 writes \(runPath)")
     }
     // ranks on this host × threads per rank beyond its cores: every kernel then waits for a
     // descheduled thread (docs/scaling.md: 2 ranks × 1 thread is the best split on 2 cores)
     if comm.size > 1, let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init),
-       comm.isRoot, local * resolved.int("train.threads") > ProcessInfo.processInfo.activeProcessorCount {
-      FileHandle.standardError.write(Data(("warning: \(local) ranks × \(resolved.int("train.threads")) threads on a host with "
+       comm.isRoot, local * typed.train.threads > ProcessInfo.processInfo.activeProcessorCount {
+      FileHandle.standardError.write(Data(("warning: \(local) ranks × \(typed.train.threads) threads on a host with "
         + "\(ProcessInfo.processInfo.activeProcessorCount) cores oversubscribes it; pass --threads \(max(1, ProcessInfo.processInfo.activeProcessorCount / local))\n").utf8))
     }
     let trainer = try Trainer(config: resolved, run: run, quiet: quiet, comm: comm, log: log)
     try trainer.prepare(resumeFrom: checkpoint)
-    let summary = try trainer.train(steps: resolved.int("steps"))
+    let summary = try trainer.train(steps: typed.steps)
     guard comm.isRoot else { return }
     print(String(format: "run %@: %d steps, %.1f s of training; greedy eval accuracy %.1f%% → %.1f%% (best %.1f%%)",
                  runPath, summary.steps, summary.trainSeconds, 100 * summary.coldStartGreedy, 100 * summary.finalGreedy, 100 * summary.bestGreedy))

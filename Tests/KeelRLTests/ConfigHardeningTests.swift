@@ -110,10 +110,10 @@ final class ConfigHardeningTests: XCTestCase {
     XCTAssertEqual(flat["diagnostics.enabled"], "true")
     XCTAssertEqual(flat["reward.params.marker"], "#")
     XCTAssertEqual(flat["reward.params.numbers"], "[1, 2, 3]")
-    let c = try ConfigSchema.resolve(file: flat, overrides: [:])
-    XCTAssertEqual(c.float("train.lr"), 1e-4)
-    XCTAssertEqual(c.float("sampler.temperature"), 0.7)
-    XCTAssertTrue(c.bool("diagnostics.enabled"))
-    XCTAssertNil(c.optionalString("task.marker"))
+    let c = try RunConfig.resolve(file: flat, overrides: [:])
+    XCTAssertEqual(c.train.lr, 1e-4)
+    XCTAssertEqual(c.sampler.temperature, 0.7)
+    XCTAssertTrue(c.diagnostics.enabled)
+    XCTAssertNil(c.task.marker)
   }
 }

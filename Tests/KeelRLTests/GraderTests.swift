@@ -18,7 +18,7 @@ final class GraderTests: XCTestCase {
 
   /// Reward plugin vs grader on the same responses, for a config: identical verdicts.
   func agreement(_ overrides: [String: String], reference: String = "17") throws -> [Bool] {
-    let config = try ConfigSchema.resolve(file: [:], overrides: overrides)
+    let config = try RunConfig.resolve(file: [:], overrides: overrides)
     let data = try Trainer.dataset(config)
     let plugins = try PluginSet(config: config, discovery: .standard(), answerMarker: data.answerMarker, log: { _ in })
     let grader = try Trainer.grader(config, marker: data.answerMarker)
@@ -51,7 +51,7 @@ final class GraderTests: XCTestCase {
     try rows.joined(separator: "\n").write(toFile: dir + "/d.jsonl", atomically: true, encoding: .utf8)
     let viaReward = try agreement(["task.name": dir + "/d.jsonl", "reward.params.marker": "#"])
     XCTAssertEqual(Dictionary(uniqueKeysWithValues: zip(Self.responses, viaReward))["x#17"], true)
-    let config = try ConfigSchema.resolve(file: [:], overrides: ["task.name": dir + "/d.jsonl", "task.marker": "#"])
+    let config = try RunConfig.resolve(file: [:], overrides: ["task.name": dir + "/d.jsonl", "task.marker": "#"])
     XCTAssertEqual(try Trainer.dataset(config).answerMarker, "#")
     _ = try agreement(["task.name": dir + "/d.jsonl", "task.marker": "#"])
   }

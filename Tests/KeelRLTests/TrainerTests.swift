@@ -232,13 +232,13 @@ final class RewardMarkerTests: XCTestCase {
   /// marker, so a right scratchpad scores 1; an explicit reward.params.marker wins.
   func testTheTaskMarkerReachesTheRewardPlugin() throws {
     setenv("KEEL_PLUGIN_PATH", TestSupport.binDir, 1)
-    let config = try ConfigSchema.resolve(file: [:], overrides: ["task.name": "scratchpad"])
+    let config = try RunConfig.resolve(file: [:], overrides: ["task.name": "scratchpad"])
     let plugins = try PluginSet(config: config, discovery: .standard(), answerMarker: "#", log: { _ in })
     XCTAssertTrue(plugins.reward.parameters.contains { $0.0.name == "marker" && $0.1 == .string("#") })
     let scored = try plugins.score([RewardSample(prompt: "17+25+38=", response: "17+25=42;42+38=80#80", reference: "80"),
                                     RewardSample(prompt: "17+25+38=", response: "17+25=42;42+38=81#81", reference: "80")])
     XCTAssertEqual(scored.total, [1, 0])
-    let explicit = try ConfigSchema.resolve(file: [:], overrides: ["reward.params.marker": "="])
+    let explicit = try RunConfig.resolve(file: [:], overrides: ["reward.params.marker": "="])
     let p2 = try PluginSet(config: explicit, discovery: .standard(), answerMarker: "#", log: { _ in })
     XCTAssertTrue(p2.reward.parameters.contains { $0.0.name == "marker" && $0.1 == .string("=") })
   }
