@@ -82,43 +82,56 @@ public struct PluginChecker {
   }
 
   private func runObjective() -> [CheckResult] {
-    func instance() throws -> ObjectiveInstance { try ObjectiveInstance(library: library, settings: settings) }
-    func withRef(_ b: ObjectiveBatch, _ inst: ObjectiveInstance) -> ObjectiveBatch {
-      guard inst.usesReference else { return b }
-      var b = b
-      b.logpRef = b.logpOld.map { $0 - 0.05 }
-      return b
-    }
     var results: [CheckResult] = []
     results.append(check("empty batch") {
-      let inst = try instance()
-      let r = try inst.compute(withRef(ObjectiveBatch(seqOffsets: [0], groupIds: [], mask: [], advantages: [], logp: [], logpOld: [], logpRollout: [], totalSequences: 0, totalTokens: 0), inst))
+      let inst = try objectiveInstance()
+      let r = try inst.compute(Self.withReference(ObjectiveBatch(seqOffsets: [0], groupIds: [], mask: [], advantages: [], logp: [], logpOld: [], logpRollout: [], totalSequences: 0, totalTokens: 0), inst))
       return (r.loss == 0, "loss \(r.loss) (rule: 0)")
     })
     results.append(check("length-1 response") {
-      let inst = try instance()
+      let inst = try objectiveInstance()
       let b = ObjectiveBatch(responses: [(0, 1.0, [-0.7], [-0.6], [-0.75], [1])])
-      let r = try inst.compute(withRef(b, inst))
+      let r = try inst.compute(Self.withReference(b, inst))
       return (r.loss.isFinite && r.gradLogp.allSatisfy(\.isFinite), "loss \(r.loss), grad \(r.gradLogp)")
     })
     results.append(check("all-masked batch") {
-      let inst = try instance()
+      let inst = try objectiveInstance()
       var b = Self.objectiveBatch(responses: 4, seed: 3)
       b.mask = b.mask.map { _ in 0 }
       b.totalTokens = 0
-      let r = try inst.compute(withRef(b, inst))
+      let r = try inst.compute(Self.withReference(b, inst))
       let ok = r.loss == 0 && r.gradLogp.allSatisfy { $0 == 0 }
       return (ok, "loss \(r.loss), max|grad| \(r.gradLogp.map { abs($0) }.max() ?? 0) (rule: exactly 0)")
     })
     results.append(check("mixed batch") {
-      let inst = try instance()
-      let b = withRef(Self.objectiveBatch(responses: 8, seed: 5), inst)
+      let inst = try objectiveInstance()
+      let b = Self.withReference(Self.objectiveBatch(responses: 8, seed: 5), inst)
       let r = try inst.compute(b)
       let maskedZero = zip(b.mask, r.gradLogp).allSatisfy { $0.0 == 1 || $0.1 == 0 }
       return (maskedZero, maskedZero ? "loss \(r.loss), metrics \(zip(inst.metricNames, r.metrics).map { "\($0)=\($1)" })" : "a masked token has a non-zero gradient")
     })
-    results.append(check("extreme log-probs") {
-      let inst = try instance()
+    results.append(checkExtremeLogProbs())
+    results.append(checkNaNLogProb())
+    results.append(checkFiniteDifferences())
+    results.append(checkMicroBatchSplit())
+    return results
+  }
+
+  /// A fresh instance of the objective with the checker's settings.
+  private func objectiveInstance() throws -> ObjectiveInstance { try ObjectiveInstance(library: library, settings: settings) }
+
+  /// `b` with reference log-probs (logp_old − 0.05) when the objective uses a reference policy.
+  private static func withReference(_ b: ObjectiveBatch, _ inst: ObjectiveInstance) -> ObjectiveBatch {
+    guard inst.usesReference else { return b }
+    var b = b
+    b.logpRef = b.logpOld.map { $0 - 0.05 }
+    return b
+  }
+
+  /// Log-probs down to -80 and ratios up to e^60: the outputs must be finite.
+  private func checkExtremeLogProbs() -> CheckResult {
+    check("extreme log-probs") {
+      let inst = try objectiveInstance()
       var b = Self.objectiveBatch(responses: 6, seed: 7)
       for t in 0..<b.numTokens {
         switch t % 4 {
@@ -128,24 +141,32 @@ public struct PluginChecker {
         default: b.logp[t] = 0; b.logpRollout[t] = -15; b.logpOld[t] = -15
         }
       }
-      let r = try inst.compute(withRef(b, inst))
+      let r = try inst.compute(Self.withReference(b, inst))
       return (true, "loss \(r.loss), max|grad| \(r.gradLogp.map { abs($0) }.max() ?? 0)")
-    })
-    results.append(check("NaN log-prob") {
-      let inst = try instance()
+    }
+  }
+
+  /// A NaN log-prob must give an error status or a NaN output, never a silently finite one.
+  private func checkNaNLogProb() -> CheckResult {
+    check("NaN log-prob") {
+      let inst = try objectiveInstance()
       var b = Self.objectiveBatch(responses: 4, seed: 9)
       b.logp[0] = .nan
       do {
-        let r = try inst.compute(withRef(b, inst), checkFinite: false)
+        let r = try inst.compute(Self.withReference(b, inst), checkFinite: false)
         let nan = !r.loss.isFinite || r.gradLogp.contains { !$0.isFinite }
         return (nan, nan ? "NaN output (the host reports it)" : "NaN input gave finite output \(r.loss): the NaN was silently dropped")
       } catch let e as PluginError {
         return (true, "error status: \(e)")
       }
-    })
-    results.append(check("finite differences") {
-      let inst = try instance()
-      var b = withRef(Self.objectiveBatch(responses: 8, seed: 11), inst)
+    }
+  }
+
+  /// ∂loss/∂logp against a central difference in logp (logp_frozen held fixed), within the stated tolerance.
+  private func checkFiniteDifferences() -> CheckResult {
+    check("finite differences") {
+      let inst = try objectiveInstance()
+      var b = Self.withReference(Self.objectiveBatch(responses: 8, seed: 11), inst)
       b.logpFrozen = b.logp
       let g = try inst.compute(b).gradLogp
       let gmax = g.map { abs(Double($0)) }.max() ?? 0
@@ -164,10 +185,14 @@ public struct PluginChecker {
         if best > worst { worst = best; worstAt = t }
       }
       return (worst <= tol, "max |fd − grad| = \(worst) at token \(worstAt), tolerance \(tol)")
-    })
-    results.append(check("micro-batch split") {
-      let inst = try instance()
-      let b = withRef(Self.objectiveBatch(responses: 8, seed: 13), inst)
+    }
+  }
+
+  /// Two calls with the whole batch's totals must sum to the whole call (1e-5 relative).
+  private func checkMicroBatchSplit() -> CheckResult {
+    check("micro-batch split") {
+      let inst = try objectiveInstance()
+      let b = Self.withReference(Self.objectiveBatch(responses: 8, seed: 13), inst)
       let whole = try inst.compute(b)
       let cut = 4  // responses 0..<4 and 4..<8: groups (two responses each) stay whole
       let parts = [b.slice(0..<cut), b.slice(cut..<b.numSequences)]
@@ -183,8 +208,7 @@ public struct PluginChecker {
       let gscale = max(whole.gradLogp.map { abs(Double($0)) }.max() ?? 0, 1e-6)
       let ok = abs(loss - whole.loss) <= 1e-5 * scale + 1e-9 && gerr <= 1e-5 * gscale
       return (ok, "loss whole \(whole.loss) vs parts \(loss); max grad diff \(gerr)")
-    })
-    return results
+    }
   }
 
   // MARK: reward

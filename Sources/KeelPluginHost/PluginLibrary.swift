@@ -117,6 +117,36 @@ public final class PluginLibrary: @unchecked Sendable {
   }
 
   private init(resolvedPath: String, shownPath: String) throws {
+    let d = try Self.openDescriptor(resolvedPath: resolvedPath, shownPath: shownPath)
+    let c = d.pointee
+    let (name, kind) = try Self.checkHeader(c, shownPath: shownPath)
+    func invalid(_ why: String) -> PluginError { .invalidDescriptor(path: shownPath, name: name, reason: why) }
+    guard c.create != nil, c.destroy != nil else { throw invalid("create or destroy is NULL") }
+    guard c.version != nil, c.description != nil else { throw invalid("version or description is NULL") }
+    guard c.vtable != nil else { throw invalid("vtable is NULL") }
+    let stateFns = [c.state_size != nil, c.save_state != nil, c.load_state != nil]
+    guard stateFns.allSatisfy({ $0 }) || stateFns.allSatisfy({ !$0 }) else {
+      throw invalid("state_size, save_state and load_state must be all set or all NULL")
+    }
+    self.path = shownPath
+    self.name = name
+    self.kind = kind
+    self.version = c.version.map { String(cString: $0) } ?? "?"
+    self.description = c.description.map { String(cString: $0) } ?? ""
+    self.abiMajor = c.abi_major
+    self.abiMinor = c.abi_minor
+    self.hasState = stateFns[0]
+    self.descriptor = d
+    self.parameters = try Self.readParameters(c, invalid: invalid)
+    let vtable = try Self.readVtable(c, kind: kind, invalid: invalid)
+    self.scalars = vtable.scalars
+    self.aggregation = vtable.aggregation
+    self.objectiveFlags = vtable.flags
+  }
+
+  /// dlopens the file, calls its keel_plugin_entry with the host ABI version and returns the
+  /// descriptor, once its struct_size shows it is at least as large as the host's keel_plugin.
+  private static func openDescriptor(resolvedPath: String, shownPath: String) throws -> UnsafePointer<keel_plugin> {
     var isDirectory = false
     guard fileExists(resolvedPath, isDirectory: &isDirectory), !isDirectory else {
       throw PluginError.fileNotFound(path: shownPath)
@@ -142,7 +172,11 @@ public final class PluginLibrary: @unchecked Sendable {
     guard Int(size) >= MemoryLayout<keel_plugin>.size else {
       throw PluginError.descriptorTooSmall(path: shownPath, size: size, minimum: MemoryLayout<keel_plugin>.size)
     }
-    let c = d.pointee
+    return d
+  }
+
+  /// The descriptor's name and kind, once its name, ABI version and kind are checked.
+  private static func checkHeader(_ c: keel_plugin, shownPath: String) throws -> (name: String, kind: PluginKind) {
     let name = c.name.map { String(cString: $0) } ?? ""
     guard !name.isEmpty else {
       throw PluginError.invalidDescriptor(path: shownPath, name: "?", reason: "name is NULL or empty")
@@ -156,30 +190,16 @@ public final class PluginLibrary: @unchecked Sendable {
     guard let kind = PluginKind(rawValue: c.kind) else {
       throw PluginError.invalidDescriptor(path: shownPath, name: name, reason: "unknown kind \(c.kind) (1 objective, 2 reward, 3 baseline)")
     }
-    func invalid(_ why: String) -> PluginError { .invalidDescriptor(path: shownPath, name: name, reason: why) }
     guard name.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" || $0 == "_" }) else {
-      throw invalid("name '\(name)' must use only a-z, 0-9, '-' and '_'")
+      throw PluginError.invalidDescriptor(path: shownPath, name: name, reason: "name '\(name)' must use only a-z, 0-9, '-' and '_'")
     }
-    guard c.create != nil, c.destroy != nil else { throw invalid("create or destroy is NULL") }
-    guard c.version != nil, c.description != nil else { throw invalid("version or description is NULL") }
-    guard c.vtable != nil else { throw invalid("vtable is NULL") }
-    let stateFns = [c.state_size != nil, c.save_state != nil, c.load_state != nil]
-    guard stateFns.allSatisfy({ $0 }) || stateFns.allSatisfy({ !$0 }) else {
-      throw invalid("state_size, save_state and load_state must be all set or all NULL")
-    }
-    self.path = shownPath
-    self.name = name
-    self.kind = kind
-    self.version = c.version.map { String(cString: $0) } ?? "?"
-    self.description = c.description.map { String(cString: $0) } ?? ""
-    self.abiMajor = c.abi_major
-    self.abiMinor = c.abi_minor
-    self.hasState = stateFns[0]
-    self.descriptor = d
-    self.parameters = try Self.readParameters(c, invalid: invalid)
-    var scalars: [ScalarDeclaration] = []
-    var aggregation = ""
-    var flags: UInt32 = 0
+    return (name, kind)
+  }
+
+  /// Checks the kind's vtable (struct_size, compute, an objective's aggregation) and reads its
+  /// declarations: metrics or components, and an objective's aggregation and flags.
+  private static func readVtable(_ c: keel_plugin, kind: PluginKind, invalid: (String) -> PluginError) throws
+    -> (scalars: [ScalarDeclaration], aggregation: String, flags: UInt32) {
     switch kind {
     case .objective:
       let v = c.vtable.assumingMemoryBound(to: keel_objective_vtable.self)
@@ -188,26 +208,24 @@ public final class PluginLibrary: @unchecked Sendable {
       }
       guard v.pointee.compute != nil else { throw invalid("objective compute is NULL") }
       guard v.pointee.aggregation != nil else { throw invalid("objective aggregation is NULL (say how the loss is normalised, e.g. \"token-mean\")") }
-      scalars = try Self.readScalars(v.pointee.metrics, count: v.pointee.metric_count, what: "metric", invalid: invalid)
-      aggregation = v.pointee.aggregation.map { String(cString: $0) } ?? ""
-      flags = v.pointee.flags
+      let scalars = try readScalars(v.pointee.metrics, count: v.pointee.metric_count, what: "metric", invalid: invalid)
+      return (scalars, v.pointee.aggregation.map { String(cString: $0) } ?? "", v.pointee.flags)
     case .reward:
       let v = c.vtable.assumingMemoryBound(to: keel_reward_vtable.self)
       guard Int(v.pointee.struct_size) >= MemoryLayout<keel_reward_vtable>.size else {
         throw invalid("reward vtable struct_size \(v.pointee.struct_size) < \(MemoryLayout<keel_reward_vtable>.size)")
       }
       guard v.pointee.compute != nil else { throw invalid("reward compute is NULL") }
-      scalars = try Self.readScalars(v.pointee.components, count: v.pointee.component_count, what: "component", invalid: invalid)
+      let scalars = try readScalars(v.pointee.components, count: v.pointee.component_count, what: "component", invalid: invalid)
+      return (scalars, "", 0)
     case .baseline:
       let v = c.vtable.assumingMemoryBound(to: keel_baseline_vtable.self)
       guard Int(v.pointee.struct_size) >= MemoryLayout<keel_baseline_vtable>.size else {
         throw invalid("baseline vtable struct_size \(v.pointee.struct_size) < \(MemoryLayout<keel_baseline_vtable>.size)")
       }
       guard v.pointee.compute != nil else { throw invalid("baseline compute is NULL") }
+      return ([], "", 0)
     }
-    self.scalars = scalars
-    self.aggregation = aggregation
-    self.objectiveFlags = flags
   }
 
   private static func readParameters(_ c: keel_plugin, invalid: (String) -> PluginError) throws -> [ParameterDeclaration] {

@@ -30,21 +30,42 @@ struct BenchCommand: ParsableCommand {
 
   func run() throws {
     if let mode {
-      guard mode == "e2e" else { throw ValidationError("unknown bench mode '\(mode)'; valid: e2e (or none, for the throughput report)") }
-      let list = seeds.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-      guard !list.isEmpty, list.allSatisfy({ $0 >= 0 }) else { throw ValidationError("--seeds takes non-negative integers, e.g. 1,2,3") }
-      _ = try E2EBench.run(from: from, seeds: list, sets: sets, threads: threads, json: json, keep: keep)
+      try runE2E(mode: mode)
       return
     }
     if let ranks {
-      let ks = ranks.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-      guard !ks.isEmpty, ks.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--ranks takes positive integers, e.g. 1,2,4; got '\(ranks)'") }
-      guard scalingSteps >= 2 else { throw ValidationError("--scaling-steps must be at least 2 (the first step is warm-up)") }
-      _ = try ScalingBench.run(ranks: ks, threads: threads, steps: scalingSteps, sets: sets, json: json)
+      try runScaling(ranks: ranks)
       return
     }
     guard let backend = GemmBackend(rawValue: backend) else { throw ValidationError("--backend must be keel or blas") }
-    var config: ModelConfig
+    let s = try settings(backend: backend)
+    let r = Bench.run(s, log: { if !json { print($0) } })
+    if json {
+      try printJSON(r, settings: s)
+    } else {
+      Self.printSummary(r, settings: s)
+    }
+  }
+
+  /// `keel bench e2e`: time to learn over --seeds (E2EBench.swift).
+  private func runE2E(mode: String) throws {
+    guard mode == "e2e" else { throw ValidationError("unknown bench mode '\(mode)'; valid: e2e (or none, for the throughput report)") }
+    let list = seeds.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard !list.isEmpty, list.allSatisfy({ $0 >= 0 }) else { throw ValidationError("--seeds takes non-negative integers, e.g. 1,2,3") }
+    _ = try E2EBench.run(from: from, seeds: list, sets: sets, threads: threads, json: json, keep: keep)
+  }
+
+  /// `keel bench --ranks K,…`: data-parallel scaling of training steps (ScalingBench.swift).
+  private func runScaling(ranks: String) throws {
+    let ks = ranks.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard !ks.isEmpty, ks.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--ranks takes positive integers, e.g. 1,2,4; got '\(ranks)'") }
+    guard scalingSteps >= 2 else { throw ValidationError("--scaling-steps must be at least 2 (the first step is warm-up)") }
+    _ = try ScalingBench.run(ranks: ks, threads: threads, steps: scalingSteps, sets: sets, json: json)
+  }
+
+  /// The throughput report's settings from --model, --threads, --precisions, --only and --quick.
+  private func settings(backend: GemmBackend) throws -> BenchSettings {
+    let config: ModelConfig
     switch model {
     case "dense": config = .benchDense()
     case "moe": config = .benchMoE()
@@ -70,45 +91,51 @@ struct BenchCommand: ParsableCommand {
     if quick {
       s.samplerBatch = 32; s.generated = 8; s.trainSequences = 32; s.microBatchSequences = 16
     }
-    let r = Bench.run(s, log: { if !json { print($0) } })
+    return s
+  }
+
+  /// The report as one JSON object on stdout (--json).
+  private func printJSON(_ r: BenchResult, settings s: BenchSettings) throws {
     let samplerFast = r.samplerGflops[.fp32] ?? 0, trainFast = r.trainGflops["fast"] ?? 0
-    if json {
-      var obj: [String: Any] = [
-        "model": model, "threads": threads, "backend": backend.rawValue,
-        "gemm_gflops": r.gemmGflops, "gemm_gflops_start": r.gemmGflopsStart, "gemm_gflops_end": r.gemmGflopsEnd,
-        "peak_rss_bytes": r.peakRSSBytes,
-      ]
-      if r.samplerSeconds[.fp32] != nil {
-        obj["sampler_tokens_per_s"] = r.samplerTokensPerSecond[.fp32]!
-        obj["sampler_gflops"] = samplerFast
-        obj["sampler_fraction_of_gemm"] = samplerFast / r.gemmGflops
-        obj["sampler_by_precision"] = Dictionary(uniqueKeysWithValues: r.samplerTokensPerSecond.map { ($0.key.rawValue, ["tokens_per_s": $0.value, "gflops": r.samplerGflops[$0.key]!, "slowdown_vs_fp32": r.samplerSeconds[$0.key]! / r.samplerSeconds[.fp32]!]) })
-      }
-      if s.train {
-        obj["train_tokens_per_s"] = r.trainTokensPerSecond["fast"] ?? 0
-        obj["train_gflops"] = trainFast
-        obj["train_fraction_of_gemm"] = trainFast / r.gemmGflops
-        obj["train_exact_slowdown"] = (r.trainSeconds["exact"] ?? r.trainSeconds["fast"]!) / r.trainSeconds["fast"]!
-      }
-      let c = config
-      obj["config"] = ["model_type": c.modelType, "vocab_size": c.vocabSize, "hidden_size": c.hiddenSize,
-                       "num_hidden_layers": c.numHiddenLayers, "num_attention_heads": c.numAttentionHeads,
-                       "num_key_value_heads": c.numKeyValueHeads, "head_dim": c.headDim,
-                       "intermediate_size": c.intermediateSize, "num_experts": c.numExperts,
-                       "num_experts_per_tok": c.numExpertsPerTok, "moe_intermediate_size": c.moeIntermediateSize]
-      obj["shapes"] = ["sampler_batch": s.samplerBatch, "prompt_tokens": s.promptLength, "generated_tokens": s.generated,
-                       "train_sequences": s.trainSequences, "train_tokens_per_sequence": s.trainLength,
-                       "micro_batch_sequences": s.microBatchSequences]
-      let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
-      print(String(decoding: data, as: UTF8.self))
-    } else {
-      if s.train { print(String(format: "train: %.0f%% of the yardstick", 100 * trainFast / r.gemmGflops)) }
-      if r.samplerSeconds[.fp32] != nil { print(String(format: "sampler fp32: %.0f%% of the yardstick", 100 * samplerFast / r.gemmGflops)) }
-      print(String(format: "peak RSS %.0f MiB", Double(r.peakRSSBytes) / 1048576))
-      for p in SamplerPrecision.allCases where r.samplerSeconds[p] != nil {
-        print(String(format: "  sampler %@: %.2fx the fp32 time", p.rawValue, r.samplerSeconds[p]! / r.samplerSeconds[.fp32]!))
-      }
-      if let e = r.trainSeconds["exact"], let f = r.trainSeconds["fast"] { print(String(format: "  train exact: %.2fx the fast time", e / f)) }
+    var obj: [String: Any] = [
+      "model": model, "threads": threads, "backend": s.backend.rawValue,
+      "gemm_gflops": r.gemmGflops, "gemm_gflops_start": r.gemmGflopsStart, "gemm_gflops_end": r.gemmGflopsEnd,
+      "peak_rss_bytes": r.peakRSSBytes,
+    ]
+    if r.samplerSeconds[.fp32] != nil {
+      obj["sampler_tokens_per_s"] = r.samplerTokensPerSecond[.fp32]!
+      obj["sampler_gflops"] = samplerFast
+      obj["sampler_fraction_of_gemm"] = samplerFast / r.gemmGflops
+      obj["sampler_by_precision"] = Dictionary(uniqueKeysWithValues: r.samplerTokensPerSecond.map { ($0.key.rawValue, ["tokens_per_s": $0.value, "gflops": r.samplerGflops[$0.key]!, "slowdown_vs_fp32": r.samplerSeconds[$0.key]! / r.samplerSeconds[.fp32]!]) })
     }
+    if s.train {
+      obj["train_tokens_per_s"] = r.trainTokensPerSecond["fast"] ?? 0
+      obj["train_gflops"] = trainFast
+      obj["train_fraction_of_gemm"] = trainFast / r.gemmGflops
+      obj["train_exact_slowdown"] = (r.trainSeconds["exact"] ?? r.trainSeconds["fast"]!) / r.trainSeconds["fast"]!
+    }
+    let c = s.config
+    obj["config"] = ["model_type": c.modelType, "vocab_size": c.vocabSize, "hidden_size": c.hiddenSize,
+                     "num_hidden_layers": c.numHiddenLayers, "num_attention_heads": c.numAttentionHeads,
+                     "num_key_value_heads": c.numKeyValueHeads, "head_dim": c.headDim,
+                     "intermediate_size": c.intermediateSize, "num_experts": c.numExperts,
+                     "num_experts_per_tok": c.numExpertsPerTok, "moe_intermediate_size": c.moeIntermediateSize]
+    obj["shapes"] = ["sampler_batch": s.samplerBatch, "prompt_tokens": s.promptLength, "generated_tokens": s.generated,
+                     "train_sequences": s.trainSequences, "train_tokens_per_sequence": s.trainLength,
+                     "micro_batch_sequences": s.microBatchSequences]
+    let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+  }
+
+  /// The report's closing lines: fractions of the yardstick, peak RSS, slowdowns against fp32 and fast.
+  private static func printSummary(_ r: BenchResult, settings s: BenchSettings) {
+    let samplerFast = r.samplerGflops[.fp32] ?? 0, trainFast = r.trainGflops["fast"] ?? 0
+    if s.train { print(String(format: "train: %.0f%% of the yardstick", 100 * trainFast / r.gemmGflops)) }
+    if r.samplerSeconds[.fp32] != nil { print(String(format: "sampler fp32: %.0f%% of the yardstick", 100 * samplerFast / r.gemmGflops)) }
+    print(String(format: "peak RSS %.0f MiB", Double(r.peakRSSBytes) / 1048576))
+    for p in SamplerPrecision.allCases where r.samplerSeconds[p] != nil {
+      print(String(format: "  sampler %@: %.2fx the fp32 time", p.rawValue, r.samplerSeconds[p]! / r.samplerSeconds[.fp32]!))
+    }
+    if let e = r.trainSeconds["exact"], let f = r.trainSeconds["fast"] { print(String(format: "  train exact: %.2fx the fast time", e / f)) }
   }
 }

@@ -46,19 +46,81 @@ struct FuzzCommand: ParsableCommand {
     guard FileManager.default.fileExists(atPath: model + "/model.safetensors") else {
       throw ValidationError("no corpus under \(fx) (run from the repository root, or give --root)")
     }
-    // the optimizer seed: a real optimizer state of the fixture model
     let optSeedDir = crashDir + "/optimizer-seed"
+    try Self.writeOptimizerSeed(model: model, to: optSeedDir)
+    let corpus = try Self.corpus(fixtures: fx, model: model, optimizerSeed: optSeedDir)
+    let readersByName = Self.readersByName(modelConfig: try Self.corpusFile(model + "/config.json"),
+                                           modelTensors: try Self.corpusFile(model + "/model.safetensors"))
+
+    var rng = SplitMix64(seed: UInt64(bitPattern: Int64(seed)) ^ 0x6675_7A7A)
+    let t0 = Date()
+    var totals: [(String, Int, Int, Double)] = []
+    for name in chosen {
+      let start = Date()
+      let regressions = Self.regressions(fixtures: fx, reader: name)
+      let refused = try fuzz(name, read: readersByName[name]!, seeds: corpus[name]!, regressions: regressions, rng: &rng)
+      let inputs = regressions.count + count
+      let dt = Date().timeIntervalSince(start)
+      totals.append((name, inputs, refused, dt))
+      print(String(format: "fuzz %@: %d inputs (%d regressions), %d refused with an error, %d read, 0 crashes, 0 hangs over %.0f s, %.1f s",
+                   name, inputs, regressions.count, refused, inputs - refused, hang, dt))
+    }
+    print(String(format: "fuzz: %d inputs over %d readers in %.1f s; peak RSS %d MB (limit %d); no crash, hang or runaway memory",
+                 totals.reduce(0) { $0 + $1.1 }, totals.count, Date().timeIntervalSince(t0), Self.peakRSSMB(), maxRssMb))
+  }
+
+  /// Feeds one reader its regressions, then `count` mutations of its seeds, each under the guard
+  /// (kept in --crash-dir while it is read); returns how many inputs the reader refused.
+  /// Throws ExitCode(1) when an input takes the peak RSS over --max-rss-mb.
+  private func fuzz(_ name: String, read: Reader, seeds: [Data], regressions: [Data], rng: inout SplitMix64) throws -> Int {
+    let work = crashDir + "/" + name
+    var refused = 0
+    for i in 0..<(regressions.count + count) {
+      let input = i < regressions.count ? regressions[i] : Self.mutate(seeds[rng.int(0...(seeds.count - 1))], &rng)
+      try? FileManager.default.removeItem(atPath: work)
+      try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+      let kept = crashDir + "/\(name)-current.bin"
+      try input.write(to: URL(fileURLWithPath: kept))
+      let label = strdup("fuzz reader '\(name)' on input \(i) (kept in \(kept))")!
+      keel_guard_enter(label)
+      do { try read(input, work) } catch { refused += 1 }
+      keel_guard_leave()
+      free(label)
+      let rss = Self.peakRSSMB()
+      if rss > maxRssMb {
+        print("fuzz \(name): input \(i) (kept in \(kept)) took the peak resident memory to \(rss) MB, over \(maxRssMb) MB")
+        throw ExitCode(1)
+      }
+    }
+    return refused
+  }
+
+  /// The inputs that once broke `reader` (FIXTURES/fuzz/regressions/READER, in name order); read first.
+  private static func regressions(fixtures fx: String, reader name: String) -> [Data] {
+    let regressionDir = fx + "/fuzz/regressions/" + name
+    return ((try? FileManager.default.contentsOfDirectory(atPath: regressionDir)) ?? []).sorted()
+      .compactMap { FileManager.default.contents(atPath: regressionDir + "/" + $0) }
+  }
+
+  /// Saves the optimizer seed in `dir`: a real optimizer state of the fixture model.
+  private static func writeOptimizerSeed(model: String, to dir: String) throws {
     let (store, _) = try Checkpoint.load(directory: model)
     let opt = AdamW(count: store.layout.count)
     opt.step = 3
     for i in 0..<min(64, store.layout.count) { opt.m.p[i] = Float(i) * 1e-3; opt.v.p[i] = Float(i) * 1e-6 }
-    try Checkpoint.save(directory: optSeedDir, store: store, optimizer: opt)
+    try Checkpoint.save(directory: dir, store: store, optimizer: opt)
+  }
 
-    func file(_ p: String) throws -> Data {
-      guard let d = FileManager.default.contents(atPath: p) else { throw ValidationError("corpus file \(p) is missing") }
-      return d
-    }
-    let corpus: [String: [Data]] = [
+  /// The contents of a corpus file (a missing one is a ValidationError).
+  private static func corpusFile(_ p: String) throws -> Data {
+    guard let d = FileManager.default.contents(atPath: p) else { throw ValidationError("corpus file \(p) is missing") }
+    return d
+  }
+
+  /// The seeds of each reader, from the fixtures and the optimizer seed.
+  private static func corpus(fixtures fx: String, model: String, optimizerSeed optSeedDir: String) throws -> [String: [Data]] {
+    let file = corpusFile
+    return [
       "safetensors": [try file(model + "/model.safetensors")],
       "config": [try file(model + "/config.json"), try file(fx + "/hf/qwen3moe-norm/config.json")],
       "optimizer": [try file(optSeedDir + "/optimizer.safetensors")],
@@ -69,8 +131,11 @@ struct FuzzCommand: ParsableCommand {
       "tokenizer": [try file(fx + "/tokenizers/wordlevel/tokenizer.json"), try file(fx + "/tokenizers/qwen2-bpe/tokenizer.json")],
       "runstate": [try file(fx + "/fuzz/run_state.json")],
     ]
-    let modelConfig = try file(model + "/config.json"), modelTensors = try file(model + "/model.safetensors")
-    let readersByName: [String: Reader] = [
+  }
+
+  /// Each reader by name; the model readers complete the fixture model with `modelConfig` and `modelTensors`.
+  private static func readersByName(modelConfig: Data, modelTensors: Data) -> [String: Reader] {
+    [
       "safetensors": { input, dir in
         try modelConfig.write(to: URL(fileURLWithPath: dir + "/config.json"))
         try input.write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
@@ -125,44 +190,6 @@ struct FuzzCommand: ParsableCommand {
         _ = try RunState.load(directory: dir)
       },
     ]
-
-    var rng = SplitMix64(seed: UInt64(bitPattern: Int64(seed)) ^ 0x6675_7A7A)
-    let t0 = Date()
-    var totals: [(String, Int, Int, Double)] = []
-    for name in chosen {
-      let seeds = corpus[name]!, read = readersByName[name]!
-      let work = crashDir + "/" + name
-      var refused = 0
-      let start = Date()
-      // regressions first (inputs that once broke this reader), then mutations
-      let regressionDir = fx + "/fuzz/regressions/" + name
-      let regressions = ((try? FileManager.default.contentsOfDirectory(atPath: regressionDir)) ?? []).sorted()
-        .compactMap { FileManager.default.contents(atPath: regressionDir + "/" + $0) }
-      let inputs = regressions.count + count
-      for i in 0..<inputs {
-        let input = i < regressions.count ? regressions[i] : Self.mutate(seeds[rng.int(0...(seeds.count - 1))], &rng)
-        try? FileManager.default.removeItem(atPath: work)
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        let kept = crashDir + "/\(name)-current.bin"
-        try input.write(to: URL(fileURLWithPath: kept))
-        let label = strdup("fuzz reader '\(name)' on input \(i) (kept in \(kept))")!
-        keel_guard_enter(label)
-        do { try read(input, work) } catch { refused += 1 }
-        keel_guard_leave()
-        free(label)
-        let rss = Self.peakRSSMB()
-        if rss > maxRssMb {
-          print("fuzz \(name): input \(i) (kept in \(kept)) took the peak resident memory to \(rss) MB, over \(maxRssMb) MB")
-          throw ExitCode(1)
-        }
-      }
-      let dt = Date().timeIntervalSince(start)
-      totals.append((name, inputs, refused, dt))
-      print(String(format: "fuzz %@: %d inputs (%d regressions), %d refused with an error, %d read, 0 crashes, 0 hangs over %.0f s, %.1f s",
-                   name, inputs, regressions.count, refused, inputs - refused, hang, dt))
-    }
-    print(String(format: "fuzz: %d inputs over %d readers in %.1f s; peak RSS %d MB (limit %d); no crash, hang or runaway memory",
-                 totals.reduce(0) { $0 + $1.1 }, totals.count, Date().timeIntervalSince(t0), Self.peakRSSMB(), maxRssMb))
   }
 
   /// Use a model that loaded: one forward pass and a few sampled tokens (NaN-safe paths).

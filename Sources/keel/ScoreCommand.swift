@@ -62,85 +62,114 @@ struct ScoreCommand: ParsableCommand {
     guard let p = SamplerPrecision(rawValue: precision) else { throw ValidationError("--precision must be fp32, bf16, fp16, fp8 or exact") }
     guard ["train", "sampler", "both"].contains(engine) else { throw ValidationError("--engine must be train, sampler or both") }
     guard (tokens == nil) != (text == nil) else { throw ValidationError("give exactly one of --tokens and --text") }
-    var texts: [String]? = nil
-    let seqs: [[Int32]]
-    if let tokens {
-      seqs = try Self.readSequences(tokens)
-    } else {
-      guard let tok = try HFPolicyTokenizer.inDirectory(checkpoint) else {
-        throw ValidationError("--text needs the checkpoint's tokenizer.json; \(checkpoint) has none (give --tokens)")
-      }
-      texts = try Self.readTexts(text!)
-      seqs = try texts!.map { try tok.tokenizer.encode($0, addSpecialTokens: true) }
-    }
+    let (seqs, texts) = try readInput()
     guard !seqs.isEmpty else { throw ValidationError("\(tokens ?? text!): no sequences to score") }
     let (store, _) = try Checkpoint.load(directory: checkpoint)
     let c = store.layout.config
-    for (i, s) in seqs.enumerated() {
-      guard s.count >= 2 else { throw ValidationError("sequence \(i) needs at least 2 tokens to score") }
-      guard s.count <= c.maxPositionEmbeddings else { throw ValidationError("sequence \(i) has \(s.count) tokens > max_position_embeddings \(c.maxPositionEmbeddings)") }
-      if let bad = s.first(where: { $0 < 0 || Int($0) >= c.vocabSize }) { throw ValidationError("sequence \(i): token id \(bad) outside the vocabulary (\(c.vocabSize))") }
-    }
+    try Self.checkSequences(seqs, fit: c)
     let compute = Compute(threads: threads, backend: .keel)
     let k = c.isMoE ? c.numExpertsPerTok : 0
     var results: [[String: Any]] = seqs.map { ["tokens": $0.map(Int.init)] }
     if let texts { for (i, t) in texts.enumerated() { results[i]["text"] = t } }
     var trainLogp: [[Float]] = [], samplerLogp: [[Float]] = []
     if engine != "sampler" {
-      let out = TrainingEngine(store: store, compute: compute).forward(SequenceBatch(sequences: seqs, scoreFrom: seqs.map { _ in 1 }), temperature: temperature)
-      var o = 0, tokOffset = 0
-      for (i, s) in seqs.enumerated() {
-        let n = s.count - 1
-        trainLogp.append(Array(out.logp[o..<(o + n)]))
-        var experts: [[[Int]]] = []
-        for layer in out.routing.experts {
-          var perPosition: [[Int]] = []
-          for t in 0..<s.count {
-            let lo = (tokOffset + t) * k
-            perPosition.append(layer[lo..<(lo + k)].map { Int($0) })
-          }
-          experts.append(perPosition)
-        }
-        let logp: [Double] = out.logp[o..<(o + n)].map { Double($0) }
-        let entropy: [Double] = out.entropy[o..<(o + n)].map { Double($0) }
-        results[i]["train"] = ["logp": logp, "entropy": entropy, "experts": experts] as [String: Any]
-        o += n
-        tokOffset += s.count
-      }
+      trainLogp = scoreOnTrainingEngine(seqs, store: store, compute: compute, expertsPerToken: k, into: &results)
     }
     if engine != "train" {
-      let res = Sampler(store: store, precision: p, compute: compute).score(seqs, temperature: temperature)
-      for (i, r) in res.enumerated() {
-        samplerLogp.append(r.logp)
-        var experts: [[[Int]]] = []
-        for layer in r.routing {
-          var perPosition: [[Int]] = []
-          for lo in stride(from: 0, to: layer.count, by: max(k, 1)) { perPosition.append(layer[lo..<(lo + k)].map { Int($0) }) }
-          experts.append(perPosition)
-        }
-        let logp: [Double] = r.logp.map { Double($0) }
-        let entropy: [Double] = r.entropy.map { Double($0) }
-        results[i]["sampler"] = ["precision": p.rawValue, "logp": logp, "entropy": entropy, "experts": experts] as [String: Any]
-      }
+      samplerLogp = scoreOnSampler(seqs, store: store, precision: p, compute: compute, expertsPerToken: k, into: &results)
     }
     var summary: [String: Any] = ["sequences": seqs.count, "engine": engine]
-    if engine == "both" {
-      var absSum = 0.0, k1 = 0.0, k3 = 0.0, n = 0.0
-      for (a, b) in zip(samplerLogp, trainLogp) {
-        for (mu, pi) in zip(a, b) {
-          let d = Double(mu) - Double(pi)
-          absSum += abs(d); k1 += d; k3 += exp(-d) - 1 + d; n += 1
-        }
-      }
-      summary["mean_abs_delta_logp"] = absSum / n
-      summary["mismatch_kl_k1"] = k1 / n
-      summary["mismatch_kl_k3"] = k3 / n
-      summary["precision"] = p.rawValue
-      FileHandle.standardError.write(Data(String(format: "sampler %@ vs train over %d tokens: mean |Δ logp| %.3g, mismatch KL k1 %.3g, k3 %.3g\n",
-                                                 p.rawValue, Int(n), absSum / n, k1 / n, k3 / n).utf8))
-    }
+    if engine == "both" { Self.addMismatch(sampler: samplerLogp, train: trainLogp, precision: p, to: &summary) }
     let doc: [String: Any] = ["summary": summary, "results": results]
     let data = try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys])
     if let out { try data.write(to: URL(fileURLWithPath: out)) } else { print(String(decoding: data, as: UTF8.self)) }
+  }
+
+  /// The sequences to score: --tokens as given, or --text encoded with the checkpoint's
+  /// tokenizer.json (then also the texts).
+  private func readInput() throws -> (seqs: [[Int32]], texts: [String]?) {
+    if let tokens { return (try Self.readSequences(tokens), nil) }
+    guard let tok = try HFPolicyTokenizer.inDirectory(checkpoint) else {
+      throw ValidationError("--text needs the checkpoint's tokenizer.json; \(checkpoint) has none (give --tokens)")
+    }
+    let texts = try Self.readTexts(text!)
+    return (try texts.map { try tok.tokenizer.encode($0, addSpecialTokens: true) }, texts)
+  }
+
+  /// Every sequence has at least 2 tokens, fits in the context, and has ids in the vocabulary.
+  private static func checkSequences(_ seqs: [[Int32]], fit c: ModelConfig) throws {
+    for (i, s) in seqs.enumerated() {
+      guard s.count >= 2 else { throw ValidationError("sequence \(i) needs at least 2 tokens to score") }
+      guard s.count <= c.maxPositionEmbeddings else { throw ValidationError("sequence \(i) has \(s.count) tokens > max_position_embeddings \(c.maxPositionEmbeddings)") }
+      if let bad = s.first(where: { $0 < 0 || Int($0) >= c.vocabSize }) { throw ValidationError("sequence \(i): token id \(bad) outside the vocabulary (\(c.vocabSize))") }
+    }
+  }
+
+  /// Scores on the training engine: sets results[i]["train"] (logp, entropy, experts per layer
+  /// and position) and returns the log-probs per sequence.
+  private func scoreOnTrainingEngine(_ seqs: [[Int32]], store: ParameterStore, compute: Compute, expertsPerToken k: Int,
+                                     into results: inout [[String: Any]]) -> [[Float]] {
+    let out = TrainingEngine(store: store, compute: compute).forward(SequenceBatch(sequences: seqs, scoreFrom: seqs.map { _ in 1 }), temperature: temperature)
+    var trainLogp: [[Float]] = []
+    var o = 0, tokOffset = 0
+    for (i, s) in seqs.enumerated() {
+      let n = s.count - 1
+      trainLogp.append(Array(out.logp[o..<(o + n)]))
+      var experts: [[[Int]]] = []
+      for layer in out.routing.experts {
+        var perPosition: [[Int]] = []
+        for t in 0..<s.count {
+          let lo = (tokOffset + t) * k
+          perPosition.append(layer[lo..<(lo + k)].map { Int($0) })
+        }
+        experts.append(perPosition)
+      }
+      let logp: [Double] = out.logp[o..<(o + n)].map { Double($0) }
+      let entropy: [Double] = out.entropy[o..<(o + n)].map { Double($0) }
+      results[i]["train"] = ["logp": logp, "entropy": entropy, "experts": experts] as [String: Any]
+      o += n
+      tokOffset += s.count
+    }
+    return trainLogp
+  }
+
+  /// Scores on the inference engine at `p`: sets results[i]["sampler"] (precision, logp, entropy,
+  /// experts) and returns the log-probs per sequence.
+  private func scoreOnSampler(_ seqs: [[Int32]], store: ParameterStore, precision p: SamplerPrecision, compute: Compute,
+                              expertsPerToken k: Int, into results: inout [[String: Any]]) -> [[Float]] {
+    let res = Sampler(store: store, precision: p, compute: compute).score(seqs, temperature: temperature)
+    var samplerLogp: [[Float]] = []
+    for (i, r) in res.enumerated() {
+      samplerLogp.append(r.logp)
+      var experts: [[[Int]]] = []
+      for layer in r.routing {
+        var perPosition: [[Int]] = []
+        for lo in stride(from: 0, to: layer.count, by: max(k, 1)) { perPosition.append(layer[lo..<(lo + k)].map { Int($0) }) }
+        experts.append(perPosition)
+      }
+      let logp: [Double] = r.logp.map { Double($0) }
+      let entropy: [Double] = r.entropy.map { Double($0) }
+      results[i]["sampler"] = ["precision": p.rawValue, "logp": logp, "entropy": entropy, "experts": experts] as [String: Any]
+    }
+    return samplerLogp
+  }
+
+  /// The gap between the engines (mean |Δ logp|, mismatch KL k1 and k3) into `summary`, and as
+  /// one line on stderr.
+  private static func addMismatch(sampler samplerLogp: [[Float]], train trainLogp: [[Float]], precision p: SamplerPrecision,
+                                  to summary: inout [String: Any]) {
+    var absSum = 0.0, k1 = 0.0, k3 = 0.0, n = 0.0
+    for (a, b) in zip(samplerLogp, trainLogp) {
+      for (mu, pi) in zip(a, b) {
+        let d = Double(mu) - Double(pi)
+        absSum += abs(d); k1 += d; k3 += exp(-d) - 1 + d; n += 1
+      }
+    }
+    summary["mean_abs_delta_logp"] = absSum / n
+    summary["mismatch_kl_k1"] = k1 / n
+    summary["mismatch_kl_k3"] = k3 / n
+    summary["precision"] = p.rawValue
+    FileHandle.standardError.write(Data(String(format: "sampler %@ vs train over %d tokens: mean |Δ logp| %.3g, mismatch KL k1 %.3g, k3 %.3g\n",
+                                               p.rawValue, Int(n), absSum / n, k1 / n, k3 / n).utf8))
   }
 }

@@ -59,55 +59,16 @@ struct TrainCommand: ParsableCommand {
   }
 
   func train(comm: Communicator) throws {
-    var file: [String: String] = [:]
-    var runPath: String
-    var checkpoint: String? = nil
-    if let resume {
-      let run = try RunDirectory(path: resume, create: false)
-      guard FileManager.default.fileExists(atPath: resume + "/config.yaml") else {
-        throw ValidationError("--resume \(resume): no config.yaml there (not a keel run directory)")
-      }
-      file = try ConfigSchema.flatten(file: resume + "/config.yaml", what: "--resume")
-      guard let latest = run.latestCheckpoint else { throw ValidationError("--resume \(resume): no complete checkpoint in \(resume)/checkpoints") }
-      checkpoint = latest
-      runPath = resume
-    } else {
-      if let config {
-        file = try ConfigSchema.flatten(file: config, what: "--config")
-      }
-      runPath = ""
-    }
-    var overrides = try ConfigSchema.parseOverrides(sets)
-    if let steps { overrides["steps"] = String(steps) }
-    if let seed { overrides["seed"] = String(seed) }
-    if let objective { overrides["objective.name"] = objective }
-    if let reward { overrides["reward.name"] = reward }
-    if let baseline { overrides["baseline.name"] = baseline }
-    if let preset { overrides["preset"] = preset }
-    if let threads { overrides["train.threads"] = String(threads) }
-    // a resumed run's config.yaml holds every key (Keel writes them all): missing ones mean a
-    // truncated file (or an older Keel's), and filling them with defaults would silently change the run
-    if let resume {
-      let missing = ConfigSchema.keys.map(\.key).filter { file[$0] == nil && overrides[$0] == nil }
-      if !missing.isEmpty {
-        throw ValidationError("--resume \(resume): its config.yaml lacks \(missing.count) key(s) (\(missing.prefix(6).joined(separator: ", "))\(missing.count > 6 ? ", …" : "")): truncated, or written by an older Keel. Restore the file, or give each with --set KEY=VALUE (keel train --help-config lists the defaults)")
-      }
-    }
+    let (file, checkpoint) = try startingConfig()
+    var overrides = try flagOverrides()
+    if let resume { try Self.checkComplete(file, overrides: overrides, resume: resume) }
     // code named by the file (not by this command line) must be in a trusted place
     let source = resume.map { $0 + "/config.yaml" } ?? config ?? "the config"
     try PluginTrust(trusted: trust).check(file.filter { overrides[$0.key] == nil }, source: source)
     if tensorboard { overrides["log.tensorboard"] = "true" }
     let resolved = try ConfigSchema.resolve(file: file, overrides: overrides)
     let typed = RunConfig(resolved)
-    if resume == nil {
-      runPath = out ?? "runs/train-\(typed.seed)-\(Int(Date().timeIntervalSince1970))"
-      if comm.isRoot, let existing = Self.existingRun(runPath) {
-        guard force else {
-          throw ValidationError("--out \(runPath) already holds a run (\(existing)); continue it with --resume \(runPath), or replace it with --force")
-        }
-        try Self.removeRun(runPath)
-      }
-    }
+    let runPath = try resume ?? newRunPath(seed: typed.seed, comm: comm)
     // rank 0 alone writes the run directory; the others only read (a resumed checkpoint)
     let run = try RunDirectory(path: runPath, create: comm.isRoot)
     keel_guard_set_hint(strdup("resume with keel train --resume \(runPath)"))
@@ -116,17 +77,79 @@ struct TrainCommand: ParsableCommand {
     if comm.size > 1 && comm.isRoot && !quiet {
       log("MPI: \(comm.size) ranks × \(typed.train.threads) threads; rank 0 writes \(runPath)")
     }
-    // ranks on this host × threads per rank beyond its cores: every kernel then waits for a
-    // descheduled thread (docs/scaling.md: 2 ranks × 1 thread is the best split on 2 cores)
-    if comm.size > 1, let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init),
-       comm.isRoot, local * typed.train.threads > ProcessInfo.processInfo.activeProcessorCount {
-      FileHandle.standardError.write(Data(("warning: \(local) ranks × \(typed.train.threads) threads on a host with "
-        + "\(ProcessInfo.processInfo.activeProcessorCount) cores oversubscribes it; pass --threads \(max(1, ProcessInfo.processInfo.activeProcessorCount / local))\n").utf8))
-    }
+    Self.warnIfOversubscribed(comm: comm, threads: typed.train.threads)
     let trainer = try Trainer(config: resolved, run: run, quiet: quiet, comm: comm, log: log)
     try trainer.prepare(resumeFrom: checkpoint)
     let summary = try trainer.train(steps: typed.steps)
     guard comm.isRoot else { return }
+    Self.printSummary(summary, runPath: runPath)
+  }
+
+  /// The config file's keys and the checkpoint to start from: with --resume, the run's
+  /// config.yaml and its latest complete checkpoint; otherwise --config's keys (if given) and none.
+  private func startingConfig() throws -> (file: [String: String], checkpoint: String?) {
+    if let resume {
+      let run = try RunDirectory(path: resume, create: false)
+      guard FileManager.default.fileExists(atPath: resume + "/config.yaml") else {
+        throw ValidationError("--resume \(resume): no config.yaml there (not a keel run directory)")
+      }
+      let file = try ConfigSchema.flatten(file: resume + "/config.yaml", what: "--resume")
+      guard let latest = run.latestCheckpoint else { throw ValidationError("--resume \(resume): no complete checkpoint in \(resume)/checkpoints") }
+      return (file, latest)
+    }
+    if let config { return (try ConfigSchema.flatten(file: config, what: "--config"), nil) }
+    return ([:], nil)
+  }
+
+  /// The overrides of --set, then of the dedicated flags (which win over --set).
+  private func flagOverrides() throws -> [String: String] {
+    var overrides = try ConfigSchema.parseOverrides(sets)
+    if let steps { overrides["steps"] = String(steps) }
+    if let seed { overrides["seed"] = String(seed) }
+    if let objective { overrides["objective.name"] = objective }
+    if let reward { overrides["reward.name"] = reward }
+    if let baseline { overrides["baseline.name"] = baseline }
+    if let preset { overrides["preset"] = preset }
+    if let threads { overrides["train.threads"] = String(threads) }
+    return overrides
+  }
+
+  /// A resumed run's config.yaml holds every key (Keel writes them all): missing ones mean a
+  /// truncated file (or an older Keel's), and filling them with defaults would silently change
+  /// the run, so each missing key must come from the overrides.
+  private static func checkComplete(_ file: [String: String], overrides: [String: String], resume: String) throws {
+    let missing = ConfigSchema.keys.map(\.key).filter { file[$0] == nil && overrides[$0] == nil }
+    if !missing.isEmpty {
+      throw ValidationError("--resume \(resume): its config.yaml lacks \(missing.count) key(s) (\(missing.prefix(6).joined(separator: ", "))\(missing.count > 6 ? ", …" : "")): truncated, or written by an older Keel. Restore the file, or give each with --set KEY=VALUE (keel train --help-config lists the defaults)")
+    }
+  }
+
+  /// A new run's directory: --out, or runs/train-SEED-TIME. Rank 0 refuses one that already
+  /// holds a run, or with --force removes that run's files first.
+  private func newRunPath(seed: UInt64, comm: Communicator) throws -> String {
+    let runPath = out ?? "runs/train-\(seed)-\(Int(Date().timeIntervalSince1970))"
+    if comm.isRoot, let existing = Self.existingRun(runPath) {
+      guard force else {
+        throw ValidationError("--out \(runPath) already holds a run (\(existing)); continue it with --resume \(runPath), or replace it with --force")
+      }
+      try Self.removeRun(runPath)
+    }
+    return runPath
+  }
+
+  /// Ranks on this host × threads per rank beyond its cores: every kernel then waits for a
+  /// descheduled thread (docs/scaling.md: 2 ranks × 1 thread is the best split on 2 cores);
+  /// rank 0 warns once on stderr.
+  private static func warnIfOversubscribed(comm: Communicator, threads: Int) {
+    if comm.size > 1, let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init),
+       comm.isRoot, local * threads > ProcessInfo.processInfo.activeProcessorCount {
+      FileHandle.standardError.write(Data(("warning: \(local) ranks × \(threads) threads on a host with "
+        + "\(ProcessInfo.processInfo.activeProcessorCount) cores oversubscribes it; pass --threads \(max(1, ProcessInfo.processInfo.activeProcessorCount / local))\n").utf8))
+    }
+  }
+
+  /// The run's closing lines on stdout: accuracy, first-order diagnostics and time to target.
+  private static func printSummary(_ summary: Summary, runPath: String) {
     print(String(format: "run %@: %d steps, %.1f s of training; greedy eval accuracy %.1f%% → %.1f%% (best %.1f%%)",
                  runPath, summary.steps, summary.trainSeconds, 100 * summary.coldStartGreedy, 100 * summary.finalGreedy, 100 * summary.bestGreedy))
     if let r = summary.diagnostics["fo_residual_mean"] {
