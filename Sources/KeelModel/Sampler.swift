@@ -319,7 +319,6 @@ public final class Sampler: @unchecked Sendable {
     let C = c.hiddenSize, H = c.numAttentionHeads, KV = c.numKeyValueHeads, D = c.headDim
     let kvStride = KV * D
     let M = rows.count
-    let scale = 1 / Float(D).squareRoot()
     let positions = Buffer<Int32>(M)
     var x = FloatBuffer(uninitialized: M * C)
     for (i, (_, pos)) in rows.enumerated() {
@@ -346,34 +345,7 @@ public final class Sampler: @unchecked Sendable {
       for (i, (b, pos)) in rows.enumerated() {  // every row's K and V first, then attention
         cache.store(layer: l, at: (b * maxLen + pos) * kvStride, k: kn.p + i * kvStride, v: v.p + i * kvStride, count: kvStride)
       }
-      engine.parallelRanges(M, grain: 8) { lo, hi in
-        // A float cache is read in place. A 16-bit cache is widened into float scratch
-        // (maxLen · KV·D floats for K and for V: 32 KB each at the bench shapes, so it stays in
-        // L1/L2) and the same row kernel runs on it — same values, same bits. A decode step
-        // widens a row's whole prefix (the bytes the float cache would have read anyway, read
-        // at half the size); within one range, rows of one sequence come in increasing position
-        // order (prefill), so each widens only the positions not yet widened.
-        let scratch = cache.format == .fp32 ? nil
-          : (k: FloatBuffer(uninitialized: maxLen * kvStride), v: FloatBuffer(uninitialized: maxLen * kvStride))
-        var widenedSequence = -1, widened = 0
-        for i in lo..<hi {
-          let (b, pos) = rows[i], base = (b * maxLen) * kvStride
-          let keys: UnsafePointer<Float>, values: UnsafePointer<Float>
-          if let scratch {
-            if b != widenedSequence { widenedSequence = b; widened = 0 }
-            if widened < pos + 1 {
-              cache.load(layer: l, at: base + widened * kvStride, count: (pos + 1 - widened) * kvStride,
-                         k: scratch.k.p + widened * kvStride, v: scratch.v.p + widened * kvStride)
-              widened = pos + 1
-            }
-            (keys, values) = (UnsafePointer(scratch.k.p), UnsafePointer(scratch.v.p))
-          } else {
-            (keys, values) = (UnsafePointer(cache.k[l].p + base), UnsafePointer(cache.v[l].p + base))
-          }
-          kk_attention_row_forward(att.p + i * H * D, nil, qn.p + i * H * D, keys, values,
-                                   Int64(kvStride), Int64(pos + 1), Int32(H), Int32(KV), Int32(D), scale)
-        }
-      }
+      attend(att, queries: qn, rows: rows, cache: cache, layer: l, maxLen: maxLen, on: engine)
       round(att.p, M * H * D)
       let h1 = FloatBuffer(uninitialized: M * C)
       matmul(h1.p, att.p, slots.o, M: M, N: C, K: H * D, on: engine)
@@ -393,6 +365,42 @@ public final class Sampler: @unchecked Sendable {
       x = out
     }
     return (x, experts)
+  }
+
+  /// Causal attention of each row's queries (queries (M, H·D) → att (M, H·D)) over its
+  /// sequence's cached K and V at positions 0…pos of layer `layer`.
+  func attend(_ att: FloatBuffer, queries qn: FloatBuffer, rows: [(Int, Int)], cache: KVCache, layer l: Int, maxLen: Int,
+              on engine: Compute) {
+    let H = config.numAttentionHeads, KV = config.numKeyValueHeads, D = config.headDim
+    let kvStride = KV * D, scale = 1 / Float(D).squareRoot()
+    engine.parallelRanges(rows.count, grain: 8) { lo, hi in
+      // A float cache is read in place. A 16-bit cache is widened into float scratch
+      // (maxLen · KV·D floats for K and for V: 32 KB each at the bench shapes, so it stays in
+      // L1/L2) and the same row kernel runs on it — same values, same bits. A decode step
+      // widens a row's whole prefix (the bytes the float cache would have read anyway, read
+      // at half the size); within one range, rows of one sequence come in increasing position
+      // order (prefill), so each widens only the positions not yet widened.
+      let scratch = cache.format == .fp32 ? nil
+        : (k: FloatBuffer(uninitialized: maxLen * kvStride), v: FloatBuffer(uninitialized: maxLen * kvStride))
+      var widenedSequence = -1, widened = 0
+      for i in lo..<hi {
+        let (b, pos) = rows[i], base = (b * maxLen) * kvStride
+        let keys: UnsafePointer<Float>, values: UnsafePointer<Float>
+        if let scratch {
+          if b != widenedSequence { widenedSequence = b; widened = 0 }
+          if widened < pos + 1 {
+            cache.load(layer: l, at: base + widened * kvStride, count: (pos + 1 - widened) * kvStride,
+                       k: scratch.k.p + widened * kvStride, v: scratch.v.p + widened * kvStride)
+            widened = pos + 1
+          }
+          (keys, values) = (UnsafePointer(scratch.k.p), UnsafePointer(scratch.v.p))
+        } else {
+          (keys, values) = (UnsafePointer(cache.k[l].p + base), UnsafePointer(cache.v[l].p + base))
+        }
+        kk_attention_row_forward(att.p + i * H * D, nil, qn.p + i * H * D, keys, values,
+                                 Int64(kvStride), Int64(pos + 1), Int32(H), Int32(KV), Int32(D), scale)
+      }
+    }
   }
 
   func dense(out: FloatBuffer, normed: FloatBuffer, slots: LayerSlots, M: Int, on engine: Compute) {

@@ -137,21 +137,7 @@ public final class TrainingEngine: @unchecked Sendable {
     // the sequences tile the rows 0..<R (every row's activations are written by its sequence)
     precondition(batch.offsets.first == 0 && batch.offsets.last == R && zip(batch.offsets, batch.offsets.dropFirst()).allSatisfy { $0 <= $1 },
                  "SequenceBatch.offsets must run from 0 to the token count without decreasing")
-    // positions and the rows whose next token is scored
-    let positions = Buffer<Int32>(R)
-    var scoredRows: [Int] = []
-    var targetList: [Int32] = []
-    for s in 0..<batch.count {
-      let lo = batch.offsets[s], n = batch.length(s)
-      precondition(n <= c.maxPositionEmbeddings, "sequence \(s) has \(n) tokens > max_position_embeddings \(c.maxPositionEmbeddings)")
-      for t in 0..<n { positions[lo + t] = Int32(t) }
-      if n > batch.scoreFrom[s] {
-        for t in batch.scoreFrom[s]..<n {
-          scoredRows.append(lo + t - 1)
-          targetList.append(batch.tokens[lo + t])
-        }
-      }
-    }
+    let (positions, scoredRows, targetList) = scoring(batch)
     let S = scoredRows.count
     let targets = Buffer<Int32>(targetList)
     let saved = save ? SavedActivations(batch: batch, R: R, S: S, C: C, V: V, positions: positions,
@@ -195,12 +181,42 @@ public final class TrainingEngine: @unchecked Sendable {
       saved?.layers.append(acts)
       _ = l
     }
-    // final norm and LM head at the scored rows only
+    let (logp, entropy) = head(h, rows: scoredRows, targets: targets, temperature: temperature, saved: saved)
+    if let saved { saved.hiddenFinal.copy(from: h) }
+    return ForwardOutput(logp: logp.array, entropy: entropy.array, routing: RoutingRecord(experts: routingOut),
+                         auxLoss: aux, saved: saved)
+  }
+
+  /// Each row's position in its sequence (rows, in: the batch), and the rows whose next token is
+  /// scored, with that token (the target).
+  func scoring(_ batch: SequenceBatch) -> (positions: Buffer<Int32>, rows: [Int], targets: [Int32]) {
+    let positions = Buffer<Int32>(batch.tokens.count)
+    var rows: [Int] = [], targets: [Int32] = []
+    for s in 0..<batch.count {
+      let lo = batch.offsets[s], n = batch.length(s)
+      precondition(n <= config.maxPositionEmbeddings, "sequence \(s) has \(n) tokens > max_position_embeddings \(config.maxPositionEmbeddings)")
+      for t in 0..<n { positions[lo + t] = Int32(t) }
+      if n > batch.scoreFrom[s] {
+        for t in batch.scoreFrom[s]..<n {
+          rows.append(lo + t - 1)
+          targets.append(batch.tokens[lo + t])
+        }
+      }
+    }
+    return (positions, rows, targets)
+  }
+
+  /// Final norm and LM head at the scored rows only (h (R, C) → logits (S, V)), then log p of
+  /// each target at the temperature (logp (S)) and the entropy of each row's distribution (S).
+  /// With `saved`, the normed rows, their rstd, the logits and the log-sum-exps are kept there.
+  func head(_ h: FloatBuffer, rows: [Int], targets: Buffer<Int32>, temperature: Float, saved: SavedActivations?)
+    -> (logp: FloatBuffer, entropy: FloatBuffer) {
+    let C = config.hiddenSize, V = config.vocabSize, S = rows.count, L = store.layout
     let hs = FloatBuffer(uninitialized: S * C)
-    for (i, r) in scoredRows.enumerated() { (hs.p + i * C).update(from: h.p + r * C, count: C) }
+    for (i, r) in rows.enumerated() { (hs.p + i * C).update(from: h.p + r * C, count: C) }
     let normed = saved?.finalNormed ?? FloatBuffer(uninitialized: S * C)
     let rstd = saved?.finalRstd ?? FloatBuffer(uninitialized: S)
-    kk_rmsnorm_forward(normed.p, rstd.p, hs.p, store.w(L.finalNorm), Int64(S), Int64(C), c.rmsNormEps)
+    kk_rmsnorm_forward(normed.p, rstd.p, hs.p, store.w(L.finalNorm), Int64(S), Int64(C), config.rmsNormEps)
     let logits = saved?.logits ?? FloatBuffer(uninitialized: S * V)
     compute.matmul(logits.p, normed.p, w: store.w(L.lmHead), wt: store.wt(L.lmHead), M: S, N: V, K: C)
     let logp = FloatBuffer(uninitialized: S), entropy = FloatBuffer(uninitialized: S)
@@ -209,9 +225,7 @@ public final class TrainingEngine: @unchecked Sendable {
       kk_logprob_entropy_forward(logp.p + lo, entropy.p + lo, lse.p + lo, logits.p + lo * V, targets.p + lo,
                                  Int64(hi - lo), Int64(V), 1 / temperature)
     }
-    if let saved { saved.hiddenFinal.copy(from: h) }
-    return ForwardOutput(logp: logp.array, entropy: entropy.array, routing: RoutingRecord(experts: routingOut),
-                         auxLoss: aux, saved: saved)
+    return (logp, entropy)
   }
 
   /// q/k/v projections, q/k RMSNorm, RoPE, causal attention → acts.att.
