@@ -67,7 +67,7 @@ public struct ForeignSignature: Equatable, Sendable, CustomStringConvertible {
 }
 
 /// A prepared foreign function, callable as a reward.
-public final class ForeignReward: RewardFunction, @unchecked Sendable {
+public final class ForeignReward: @unchecked Sendable {
   public let libraryPath: String
   public let symbol: String
   /// KeelGuard's one-line label: a crash or a stuck call names the function and its library.

@@ -270,12 +270,6 @@ public final class PluginLibrary: @unchecked Sendable {
       return ScalarDeclaration(name: name, doc: s.doc.map { String(cString: $0) } ?? "", reduction: red)
     }
   }
-
-  /// An extension table by string id, or nil.
-  public func extensionTable(_ id: String) -> UnsafeRawPointer? {
-    guard let fn = descriptor.pointee.get_extension else { return nil }
-    return id.withCString { fn($0) }
-  }
 }
 
 // MARK: - small POSIX helpers shared by the host

@@ -1,7 +1,5 @@
 // RewardBaseline.swift — calling reward plugins (samples → one float each, plus named
 // components) and baseline plugins (rewards, groups, lengths → one advantage per response).
-// Also the `RewardFunction` protocol that the trainer uses, so a plugin reward and a libffi
-// foreign reward are interchangeable.
 
 #if canImport(Glibc)
 import Glibc
@@ -37,14 +35,7 @@ public struct RewardResult: Sendable {
   public var components: [[Double]]
 }
 
-/// Anything that scores samples: a reward plugin or a foreign C function.
-public protocol RewardFunction: AnyObject, Sendable {
-  var rewardName: String { get }
-  var componentNames: [String] { get }
-  func score(_ samples: [RewardSample]) throws -> RewardResult
-}
-
-public final class RewardInstance: PluginInstance, RewardFunction, @unchecked Sendable {
+public final class RewardInstance: PluginInstance, @unchecked Sendable {
   public init(library: PluginLibrary, settings: [String: ParameterValue] = [:],
               logSink: (@Sendable (String, PluginLogLine) -> Void)? = nil) throws {
     try super.init(library: library, settings: settings, expecting: .reward, logSink: logSink)

@@ -68,10 +68,6 @@ public enum Diagnostics {
     return out
   }
 
-  public static func compute(_ responses: [ResponseLogProbs], threshold: Double) -> Metrics {
-    summarize(responses.map(record), threshold: threshold)
-  }
-
   /// The mini-batch's metrics from its responses' records (from every rank).
   public static func summarize(_ all: [Record], threshold: Double) -> Metrics {
     let records = all.filter { $0.tokens > 0 }

@@ -67,13 +67,6 @@ public struct RolloutBuffer: Sendable {
     return byGroup
   }
 
-  /// N mini-batches of response indices; whole groups, groups shuffled by `seed`. Groups this
-  /// buffer does not hold (another rank's) contribute nothing.
-  public func minibatches(_ n: Int, seed: UInt64, step: Int) -> [[Int]] {
-    let members = membersByGroup()
-    return minibatchGroups(n, seed: seed, step: step).map { $0.flatMap { members[$0] } }
-  }
-
   /// Sequences (prompt + response) of some responses, scored from the first response token.
   public func sequenceBatch(_ indices: [Int]) -> SequenceBatch {
     SequenceBatch(sequences: indices.map { responses[$0].prompt + responses[$0].tokens },
