@@ -63,8 +63,8 @@ public enum Checkpoint {
     var owner: [String: String] = [:]
     let index = directory + "/model.safetensors.index.json"
     if let data = FileManager.default.contents(atPath: index) {
-      guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-            let map = obj["weight_map"] as? [String: String] else {
+      struct Index: Decodable { var weight_map: [String: String] }
+      guard let map = try? JSONDecoder().decode(Index.self, from: data).weight_map else {
         throw CheckpointError.tensor(path: index, name: "weight_map", reason: "is missing or malformed")
       }
       owner = map

@@ -161,20 +161,18 @@ public struct Comparison {
       let params = Set(had.pluginParams.keys).union(want.pluginParams.keys).filter { had.pluginParams[$0] != want.pluginParams[$0] }.sorted().map { "\($0).params" }
       return "its config differs (\((keys + params).joined(separator: ", ")))"
     }
-    guard let data = FileManager.default.contents(atPath: dir + "/provenance.json"),
-          let prov = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return "its provenance.json is missing" }
+    guard let prov = Provenance.read(run: dir) else { return "its provenance.json is missing or unreadable" }
     // runs from before the data version was recorded: split-v2 came with the eval.reward key
-    let version = prov["data_version"] as? String ?? (flat["eval.reward"] != nil ? "split-v2" : "split-v1")
+    let version = prov.dataVersion ?? (flat["eval.reward"] != nil ? "split-v2" : "split-v1")
     let current = TaskSplit.dataVersion(task: RunConfig(want).task.name)
     if version != current {
       return "its problems come from data version \(version) (made by an older Keel), not \(current)"
     }
     // every recorded file (input data, then plugin libraries) must still have its SHA-256
-    let files = (prov["files"] as? [[String: Any]] ?? []).map { ($0, "its input \($0["path"] ?? "?") (\($0["role"] ?? "?"))") }
-      + (prov["plugins"] as? [[String: Any]] ?? []).map { ($0, "plugin '\($0["name"] ?? "?")' (\($0["path"] ?? "?"))") }
-    for (entry, what) in files {
-      guard let path = entry["path"] as? String, let recorded = entry["sha256"] as? String else { continue }
-      let now = FileManager.default.fileExists(atPath: path) ? sha256(path) : "missing"
+    let files = prov.files.map { ($0.path, $0.sha256, "its input \($0.path) (\($0.role))") }
+      + prov.plugins.map { ($0.path, $0.sha256, "plugin '\($0.name)' (\($0.path))") }
+    for (path, recorded, what) in files {
+      let now = FileManager.default.fileExists(atPath: path) ? FileDigest.sha256(path) : "missing"
       if now != recorded { return "\(what) changed since the run (sha256 \(recorded.prefix(12))… → \(now.prefix(12))…)" }
     }
     return nil
@@ -192,7 +190,7 @@ public struct Comparison {
     p.executableURL = URL(fileURLWithPath: keel)
     p.arguments = args
     p.environment = ProcessInfo.processInfo.environment.merging(["SWIFT_BACKTRACE": "enable=no"]) { $1 }
-    FileManager.default.createFile(atPath: logPath, contents: nil)
+    _ = FileManager.default.createFile(atPath: logPath, contents: nil)  // (if it fails, the log handle is nil: output inherited)
     let log = FileHandle(forWritingAtPath: logPath)
     p.standardOutput = log
     p.standardError = log

@@ -17,10 +17,10 @@ public final class JSONLWriter {
     let fm = FileManager.default
     if let maxStep = truncateToStepAtMost, let text = try? String(contentsOfFile: path, encoding: .utf8) {
       // resume: keep the lines of steps already covered by the checkpoint
+      struct Step: Decodable { var step: Int }
       let kept = text.split(separator: "\n").filter { line in
-        guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-              let step = obj["step"] as? Int else { return false }
-        return step <= maxStep
+        guard let s = try? JSONDecoder().decode(Step.self, from: Data(line.utf8)) else { return false }
+        return s.step <= maxStep
       }
       try writeAtomically(Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8), to: path)
     } else if !fm.fileExists(atPath: path) || truncateToStepAtMost == nil {
@@ -34,23 +34,52 @@ public final class JSONLWriter {
   /// One line. A NaN or infinite value is written as null (JSON has no NaN) and reported
   /// through `onNonFinite`: the line is never dropped.
   public func write(_ m: Metrics, step: Int) throws {
-    var obj: [String: Any] = [:]
-    var bad: [String] = []
-    for (k, v) in m {
-      if v.isFinite { obj[k] = v } else { obj[k] = NSNull(); bad.append(k) }
+    let bad = m.filter { !$0.value.isFinite }.map(\.key).sorted()
+    if !bad.isEmpty { onNonFinite?(step, bad) }
+    try write(MetricsLine(step: step, values: m))
+  }
+
+  /// One line from a Codable record (it must have a "step" for resume truncation to keep it).
+  /// MetricsLine writes a non-finite value as null; any other record's as the string "nan" /
+  /// "inf" / "-inf": never dropped, never an encoder error.
+  public func write<T: Encodable>(_ line: T) throws {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    try file.append(try enc.encode(line) + Data("\n".utf8))
+  }
+}
+
+/// A metrics.jsonl line: "step" and every metric, a non-finite value as null.
+struct MetricsLine: Encodable {
+  var step: Int
+  var values: Metrics
+  struct Key: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(_ s: String) { stringValue = s }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+  }
+  func encode(to encoder: Encoder) throws {
+    var c = encoder.container(keyedBy: Key.self)
+    try c.encode(step, forKey: Key("step"))
+    for (k, v) in values where k != "step" {
+      if v.isFinite { try c.encode(v, forKey: Key(k)) } else { try c.encodeNil(forKey: Key(k)) }
     }
-    obj["step"] = step
-    if !bad.isEmpty { onNonFinite?(step, bad.sorted()) }
-    try writeRaw(obj)
   }
-  /// Any JSON object (it must hold a "step" for resume truncation to keep it); values that
-  /// JSON cannot hold are written as null.
-  public func writeRaw(_ obj: [String: Any]) throws {
-    var clean = obj
-    for (k, v) in obj { if let d = v as? Double, !d.isFinite { clean[k] = NSNull() } }
-    let data = try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys])
-    try file.append(data + Data("\n".utf8))
-  }
+}
+
+/// A rollouts.jsonl line (log.rollouts): one response of the global batch.
+struct RolloutLine: Encodable {
+  var step: Int, prompt: Int, sample: Int, reward: Double, advantage: Double, truncated: Bool
+  var tokens: [Int], text: String
+  var logp_rollout: [Double]
+}
+
+/// A weights.jsonl line (distributed.check_every): every rank's weight checksum.
+struct WeightsLine: Encodable {
+  var step: Int, ranks: Int, checksums: [String]
 }
 
 /// TensorBoard scalars, natively.

@@ -5,6 +5,7 @@
 import Foundation
 import KeelModel
 import KeelPluginHost
+import Logging
 
 public final class PluginSet {
   public let objective: ObjectiveInstance
@@ -16,7 +17,7 @@ public final class PluginSet {
 
   /// `answerMarker`: the task's final-answer marker ("#" for scratchpad). A reward plugin that
   /// declares a string parameter `marker` gets it unless the config sets one.
-  public init(config: RunConfig, discovery: PluginDiscovery, answerMarker: String = "", log: @escaping (String) -> Void) throws {
+  public init(config: RunConfig, discovery: PluginDiscovery, answerMarker: String = "", logger: Logger = Logger(label: "keel.plugins")) throws {
     func make<T>(_ kind: String, _ pluginKind: PluginKind, _ build: (PluginLibrary, [String: ParameterValue]) throws -> T) throws -> T {
       let lib = try discovery.resolve(config.pluginName(kind), kind: pluginKind)
       var text = config.params[kind] ?? [:]
@@ -27,8 +28,10 @@ public final class PluginSet {
       let settings = try lib.parseParameters(text)
       return try build(lib, settings)
     }
+    // a plugin's log lines at their own level (KEEL_LOG_DEBUG … KEEL_LOG_ERROR): DEBUG hidden unless asked
     let sink: @Sendable (String, PluginLogLine) -> Void = { name, line in
-      FileHandle.standardError.write(Data("[\(name)] \(line.message)\n".utf8))
+      let level: Logger.Level = [0: .debug, 1: .info, 2: .warning, 3: .error][line.level] ?? .info
+      logger.log(level: level, "[\(name)] \(line.message)")
     }
     objective = try make("objective", .objective) { try ObjectiveInstance(library: $0, settings: $1, logSink: sink) }
     reward = try make("reward", .reward) { try RewardInstance(library: $0, settings: $1, logSink: sink) }

@@ -128,12 +128,10 @@ public enum Report {
       reasons.append("seed \(r.seed): " + v.reason)
       peak = max(peak, train.compactMap { $0["mismatch_kl"] }.max() ?? -.infinity)
       masked += train.compactMap { $0["masked_fraction"] }
-      if let data = FileManager.default.contents(atPath: r.directory + "/provenance.json"),
-         let p = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
-        let list = p["plugins"] as? [[String: Any]] ?? []
-        let plugins = list.map { "\($0["role"] ?? "?") \($0["name"] ?? "?") \($0["version"] ?? "") abi \($0["abi"] ?? "?") sha256 \(String("\($0["sha256"] ?? "")".prefix(12))) \($0["path"] ?? "")" }
-        prov.append("seed \(r.seed): keel \(p["keel_version"] ?? "?") (\(String("\(p["keel_commit"] ?? "?")".prefix(10)))), \(p["threads"] ?? "?") threads, \(p["blas"] ?? ""); " + plugins.joined(separator: "; "))
-        for m in list.flatMap({ $0["metrics"] as? [String] ?? [] }) where !declared.contains(m) { declared.append(m) }
+      if let p = Provenance.read(run: r.directory) {
+        let plugins = p.plugins.map { "\($0.role) \($0.name) \($0.version ?? "") abi \($0.abi ?? "?") sha256 \($0.sha256.prefix(12)) \($0.path)" }
+        prov.append("seed \(r.seed): keel \(p.keelVersion) (\(p.keelCommit.prefix(10))), \(p.threads) threads, \(p.blas); " + plugins.joined(separator: "; "))
+        for m in p.plugins.flatMap({ $0.metrics ?? [] }) where !declared.contains(m) { declared.append(m) }
       }
     }
     return ArmReport(arm: arm, seeds: runs.map(\.seed), failed: failed, perSeed: perSeed, stepsToThreshold: steps,

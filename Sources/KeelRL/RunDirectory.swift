@@ -7,6 +7,7 @@
 //   checkpoints/step-N/  model (HF directory), optimizer, run state, plugin states
 //   checkpoints/latest   the name of the newest complete checkpoint
 //   summary.json       the outcome (cold start vs final accuracy, time to target)
+import Crypto
 import Foundation
 import KeelModel
 import KeelPluginHost
@@ -130,29 +131,28 @@ public struct RunDirectory: Sendable {
   }
 
   public func writeProvenance(config: RunConfig, plugins: PluginSet, grader: Grader, policy: Policy, coldStart: String?, ranks: Int = 1) throws {
-    var pluginInfo: [[String: Any]] = []
+    var records: [Provenance.Plugin] = []
     for (role, p) in plugins.all + [("grader", grader.instance)] {
       // the metrics.jsonl keys this plugin's declared scalars are written under (plotted by keel compare)
       let metrics = role == "objective" ? p.library.scalars.map(\.name)
         : role == "reward" ? plugins.componentNames.filter { $0.hasPrefix(p.library.name + "/") }.map { "reward/" + $0 } : []
-      pluginInfo.append(["role": role, "name": p.library.name, "path": p.library.path, "sha256": sha256(p.library.path),
-                         "abi": "\(p.library.abiMajor).\(p.library.abiMinor)", "version": p.library.version,
-                         "parameters": Dictionary(uniqueKeysWithValues: p.parameters.map { ($0.0.name, "\($0.1)") }),
-                         "metrics": metrics])
+      records.append(Provenance.Plugin(role: role, name: p.library.name, path: p.library.path, sha256: FileDigest.sha256(p.library.path),
+                                       abi: "\(p.library.abiMajor).\(p.library.abiMinor)", version: p.library.version,
+                                       parameters: Dictionary(uniqueKeysWithValues: p.parameters.map { ($0.0.name, "\($0.1)") }),
+                                       metrics: metrics, threshold: role == "grader" ? Double(grader.threshold) : nil))
     }
-    pluginInfo[pluginInfo.count - 1]["threshold"] = Double(grader.threshold)
     if let f = plugins.foreign {
-      pluginInfo.append(["role": "foreign-reward", "name": f.symbol, "path": f.libraryPath, "sha256": sha256(f.libraryPath),
-                         "signature": f.signature.description])
+      records.append(Provenance.Plugin(role: "foreign-reward", name: f.symbol, path: f.libraryPath, sha256: FileDigest.sha256(f.libraryPath),
+                                       signature: f.signature.description))
     }
-    let info: [String: Any] = [
-      "keel_version": KeelVersion.string, "plugin_abi": KeelVersion.abi, "keel_commit": gitCommit(),
-      "plugins": pluginInfo, "files": Self.inputFiles(config), "blas": "OpenBLAS (cblas) core type \(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "auto"); matrix products: KeelKernels kk_gemm",
-      "cpu_model": CPUInfo.field("model name"), "cpu_flags": CPUInfo.field("flags").split(separator: " ").filter { ["avx2", "fma", "f16c", "avx512f"].contains(String($0)) }.map(String.init),
-      "threads": config.train.threads, "ranks": ranks, "cold_start": coldStart ?? "none",
-      "model_parameters": policy.store.layout.count, "data_version": TaskSplit.dataVersion(task: config.task.name),
-    ]
-    try writeAtomically(try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), to: path + "/provenance.json")
+    let flags = CPUInfo.field("flags").split(separator: " ").map(String.init).filter { ["avx2", "fma", "f16c", "avx512f"].contains($0) }
+    let info = Provenance(
+      keelVersion: KeelVersion.string, pluginAbi: KeelVersion.abi, keelCommit: gitCommit(), plugins: records,
+      files: Self.inputFiles(config),
+      blas: "OpenBLAS (cblas) core type \(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "auto"); matrix products: KeelKernels kk_gemm",
+      cpuModel: CPUInfo.field("model name"), cpuFlags: flags, threads: config.train.threads, ranks: ranks, coldStart: coldStart ?? "none",
+      modelParameters: policy.store.layout.count, dataVersion: TaskSplit.dataVersion(task: config.task.name))
+    try writeAtomically(try info.encoded(), to: path + "/provenance.json")
   }
 }
 
@@ -160,10 +160,10 @@ extension RunDirectory {
   /// The data files a run started from (model.checkpoint's config, weights and tokenizer files;
   /// a JSONL dataset and its held-out file), with their SHA-256: keel compare reruns a run whose
   /// inputs changed.
-  static func inputFiles(_ config: RunConfig) -> [[String: String]] {
-    var out: [[String: String]] = []
+  static func inputFiles(_ config: RunConfig) -> [Provenance.File] {
+    var out: [Provenance.File] = []
     func add(_ role: String, _ path: String) {
-      if FileManager.default.fileExists(atPath: path) { out.append(["role": role, "path": path, "sha256": sha256(path)]) }
+      if FileManager.default.fileExists(atPath: path) { out.append(Provenance.File(role: role, path: path, sha256: FileDigest.sha256(path))) }
     }
     if let dir = config.model.checkpoint {
       let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
@@ -178,17 +178,18 @@ extension RunDirectory {
   }
 }
 
-/// SHA-256 of a file, by coreutils' sha256sum (present on every Debian machine).
-func sha256(_ path: String) -> String {
-  let p = Process()
-  p.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
-  p.arguments = [path]
-  let pipe = Pipe()
-  p.standardOutput = pipe
-  do { try p.run() } catch { return "unavailable" }
-  let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-  p.waitUntilExit()
-  return out.split(separator: " ").first.map(String.init) ?? "unavailable"
+public enum FileDigest {
+  /// SHA-256 of a file (lower-case hex), read in 1 MiB chunks with swift-crypto: in process,
+  /// memory bounded whatever the file's size. "unavailable" when it cannot be read.
+  public static func sha256(_ path: String) -> String {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return "unavailable" }
+    defer { try? handle.close() }
+    var hasher = SHA256()
+    do {
+      while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
+    } catch { return "unavailable" }
+    return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+  }
 }
 
 func gitCommit() -> String {

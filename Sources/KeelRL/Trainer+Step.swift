@@ -232,9 +232,9 @@ extension Trainer {
     while i < all.count {
       let n = Int(all[i + 5])
       let tokens = all[(i + 6)..<(i + 6 + n)].map { Int32($0) }
-      try writer.writeRaw(["step": step, "prompt": Int(all[i]), "sample": Int(all[i + 1]), "reward": all[i + 2], "advantage": all[i + 3],
-                       "truncated": all[i + 4] != 0, "tokens": tokens.map(Int.init), "text": tokenizer.decode(tokens),
-                       "logp_rollout": Array(all[(i + 6 + n)..<(i + 6 + 2 * n)])])
+      try writer.write(RolloutLine(step: step, prompt: Int(all[i]), sample: Int(all[i + 1]), reward: all[i + 2], advantage: all[i + 3],
+                                   truncated: all[i + 4] != 0, tokens: tokens.map(Int.init), text: tokenizer.decode(tokens),
+                                   logp_rollout: Array(all[(i + 6 + n)..<(i + 6 + 2 * n)])))
       i += 6 + 2 * n
     }
   }

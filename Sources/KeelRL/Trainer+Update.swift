@@ -108,7 +108,7 @@ extension Trainer {
         result = try plugins.objective.compute(ob)
       } catch let e as PluginError {
         guard config.train.onNaN == .skip, case .nonFinite = e else { throw e }
-        log("\(label): \(e) — update skipped (train.on_nan: skip)")
+        logger.warning("\(label): \(e) — update skipped (train.on_nan: skip)")
         policy.engine.zeroGrads()
         totals.skipped = 1
         totals.loss = 0
@@ -157,14 +157,14 @@ extension Trainer {
   func apply(_ local: UpdateTotals, sequences: Double, step: Int, label: String) throws -> UpdateResult? {
     let totals = try local.summed(over: comm, what: "allreduce of update totals")
     if totals.skipped > 0 {
-      if local.skipped == 0 { log("\(label): a non-finite objective output on another rank — update skipped (train.on_nan: skip)") }
+      if local.skipped == 0 { logger.warning("\(label): a non-finite objective output on another rank — update skipped (train.on_nan: skip)") }
       return nil
     }
     try comm.allreduceSum(policy.engine.grads.p, count: policy.engine.grads.count, what: "allreduce of gradients")
     let gradNorm = AdamW.norm(policy.engine.grads)
     guard gradNorm.isFinite else {
       let message = "\(label): the gradient is not finite after objective '\(plugins.objective.library.name)' (\(plugins.objective.library.path))"
-      if config.train.onNaN == .skip { log(message + " — update skipped"); return nil }
+      if config.train.onNaN == .skip { logger.warning("\(message) — update skipped"); return nil }
       throw TrainerError(message: message + "; the last good checkpoint is kept in \(run.path)/checkpoints")
     }
     policy.optimizer.update(params: policy.store, grads: policy.engine.grads, lr: learningRate(step),

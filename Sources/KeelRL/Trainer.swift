@@ -17,6 +17,7 @@ import KeelGuard
 import KeelModel
 import KeelPluginHost
 import KeelTasks
+import Logging
 
 /// 1 once SIGINT/SIGTERM arrived (KeelGuard's atomic flag, set in its signal handler); the loop
 /// finishes the current step, checkpoints and exits. A second signal exits at once.
@@ -37,7 +38,8 @@ public final class Trainer {
   public let resolved: ResolvedConfig
   public let run: RunDirectory
   public let comm: Communicator
-  let log: (String) -> Void
+  /// Rank 0's messages (KeelLog.silent on the others); `log` is its info level.
+  let logger: Logger
   let quiet: Bool
   /// Keel's character table, or the Hugging Face tokenizer of model.checkpoint.
   let tokenizer: any PolicyTokenizer
@@ -66,13 +68,13 @@ public final class Trainer {
   var G: Int { config.rollout.groupSize }
 
   public init(config: ResolvedConfig, run: RunDirectory, quiet: Bool = false, comm: Communicator = .single,
-              log: @escaping (String) -> Void) throws {
+              logger: Logger = Logger(label: "keel.train")) throws {
     self.resolved = config
     self.config = RunConfig(config)
     self.run = run
     self.comm = comm
     self.quiet = quiet || !comm.isRoot
-    self.log = log
+    self.logger = comm.isRoot ? logger : KeelLog.silent
     dataset = try Self.dataset(self.config)
     if let dir = self.config.model.checkpoint {
       modelConfig = try Checkpoint.loadConfig(directory: dir)
@@ -139,7 +141,7 @@ public final class Trainer {
 
   /// Load the plugins, the cold start (or the checkpoint to resume from) and the engines.
   public func prepare(resumeFrom checkpoint: String?) throws {
-    plugins = try PluginSet(config: config, discovery: .standard(), answerMarker: dataset.answerMarker, log: log)
+    plugins = try PluginSet(config: config, discovery: .standard(), answerMarker: dataset.answerMarker, logger: logger)
     grader = try Self.grader(config, marker: dataset.answerMarker)
     let precision = config.sampler.precision
     let threads = config.train.threads
@@ -181,8 +183,8 @@ public final class Trainer {
     guard comm.isRoot else { return }
     let keep = checkpoint != nil ? step : nil
     metricsWriter = try JSONLWriter(path: run.path + "/metrics.jsonl", truncateToStepAtMost: keep)
-    metricsWriter?.onNonFinite = { [log] step, keys in
-      log("warning: step \(step): \(keys.joined(separator: ", ")) not finite; written as null in metrics.jsonl")
+    metricsWriter?.onNonFinite = { [logger] step, keys in
+      logger.warning("step \(step): \(keys.joined(separator: ", ")) not finite; written as null in metrics.jsonl")
     }
     if config.diagnostics.enabled {
       diagnosticsWriter = try JSONLWriter(path: run.path + "/diagnostics.jsonl", truncateToStepAtMost: keep)
@@ -236,7 +238,7 @@ public final class Trainer {
         }
         return dir
       }
-      let (dir, made) = try ColdStart.cached(s, log: quiet ? { _ in } : log)
+      let (dir, made) = try ColdStart.cached(s, log: quiet ? { _ in } : { [logger] in logger.info("\($0)") })
       if let made { log(String(format: "cold start: %d steps, validation greedy accuracy %.3f, %.1f s", made.steps, made.validationAccuracy, made.seconds)) }
       return dir
     default:
@@ -281,7 +283,7 @@ public final class Trainer {
       let checkEvery = config.distributed.checkEvery
       if checkEvery > 0 && step % checkEvery == 0 {
         let sums = try checkWeightsAgree(after: "step \(step)")
-        try weightsWriter?.writeRaw(["step": step, "ranks": sums.count, "checksums": sums.map(WeightChecksum.hex)])
+        try weightsWriter?.write(WeightsLine(step: step, ranks: sums.count, checksums: sums.map(WeightChecksum.hex)))
       }
       if step % config.checkpointEvery == 0 || step == steps { try checkpoint() }
       // a signal on any rank stops every rank after the same step
@@ -297,6 +299,9 @@ public final class Trainer {
     if comm.isRoot { try run.writeSummary(summary) }
     return summary
   }
+
+  /// An info-level message.
+  func log(_ message: String) { logger.info("\(message)") }
 
   func write(_ m: Metrics, step: Int) throws {
     try metricsWriter?.write(m, step: step)

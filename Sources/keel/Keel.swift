@@ -4,6 +4,7 @@
 import ArgumentParser
 @preconcurrency import Glibc
 import KeelPluginHost
+import KeelRL
 
 @main
 struct Keel: ParsableCommand {
@@ -18,6 +19,7 @@ struct Keel: ParsableCommand {
     // progress lines reach a pipe or a log file as they are printed (not at exit)
     setvbuf(stdout, nil, _IOLBF, 0)
     BLASEnvironment.ensureCoreType()
+    KeelLog.bootstrap()  // every message through swift-log, at KEEL_LOG_LEVEL (default info)
     main(nil)
   }
 }

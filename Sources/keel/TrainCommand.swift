@@ -11,6 +11,7 @@ import KeelDistributed
 import KeelGuard
 import KeelPluginHost
 import KeelRL
+import Logging
 
 struct TrainCommand: ParsableCommand {
   static let configuration = CommandConfiguration(commandName: "train", abstract: "Cold-start if needed, then train the policy with RL.")
@@ -73,12 +74,12 @@ struct TrainCommand: ParsableCommand {
     let run = try RunDirectory(path: runPath, create: comm.isRoot)
     keel_guard_set_hint(strdup("resume with keel train --resume \(runPath)"))
     if comm.isRoot { try run.writeConfig(resolved) }
-    let log: (String) -> Void = comm.isRoot ? { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } : { _ in }
+    let logger = comm.isRoot ? Logger(label: "keel.train") : KeelLog.silent
     if comm.size > 1 && comm.isRoot && !quiet {
-      log("MPI: \(comm.size) ranks × \(typed.train.threads) threads; rank 0 writes \(runPath)")
+      logger.info("MPI: \(comm.size) ranks × \(typed.train.threads) threads; rank 0 writes \(runPath)")
     }
     Self.warnIfOversubscribed(comm: comm, threads: typed.train.threads)
-    let trainer = try Trainer(config: resolved, run: run, quiet: quiet, comm: comm, log: log)
+    let trainer = try Trainer(config: resolved, run: run, quiet: quiet, comm: comm, logger: logger)
     try trainer.prepare(resumeFrom: checkpoint)
     let summary = try trainer.train(steps: typed.steps)
     guard comm.isRoot else { return }

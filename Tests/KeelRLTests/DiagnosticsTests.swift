@@ -16,14 +16,14 @@ final class DiagnosticsTests: XCTestCase {
     // B: π_θ/μ = 1.5 → δ = 0.5, ρ = 1.5 = 1 + Σδ (one token: first order is exact)
     let a = ResponseLogProbs(logp: [f(0.5), f(0.4)], logpOld: [f(0.45), f(0.45)], logpRollout: [f(0.4), f(0.5)])
     let b = ResponseLogProbs(logp: [f(0.3)], logpOld: [f(0.25)], logpRollout: [f(0.2)])
-    let m = Diagnostics.compute([a, b], threshold: 0.1)
+    let m = Diagnostics.summarize([a, b].map(Diagnostics.record), threshold: 0.1)
     let tol = 1e-6
     XCTAssertEqual(m["fo_residual_mean"]!, 0.025, accuracy: tol)
     XCTAssertEqual(m["fo_residual_max"]!, 0.05, accuracy: tol)
     XCTAssertEqual(m["fo_residual_p90"]!, 0.05, accuracy: tol)
     XCTAssertEqual(m["fo_second_order_abs_mean"]!, 0.025, accuracy: tol)
     XCTAssertEqual(m["fo_valid_fraction"]!, 1)
-    XCTAssertEqual(Diagnostics.compute([a, b], threshold: 0.01)["fo_valid_fraction"]!, 0.5)
+    XCTAssertEqual(Diagnostics.summarize([a, b].map(Diagnostics.record), threshold: 0.01)["fo_valid_fraction"]!, 0.5)
     XCTAssertEqual(m["fo_overflow_count"]!, 0)
     let ti = abs(d(f(0.45)) - d(f(0.4))) + abs(d(f(0.45)) - d(f(0.5))) + abs(d(f(0.25)) - d(f(0.2)))
     let st = abs(d(f(0.5)) - d(f(0.45))) + abs(d(f(0.4)) - d(f(0.45))) + abs(d(f(0.3)) - d(f(0.25)))
@@ -32,7 +32,7 @@ final class DiagnosticsTests: XCTestCase {
     XCTAssertEqual(m["seq_log_ratio_abs_p90"]!, log(1.5), accuracy: tol)
     // an overflowing ratio is capped and counted, never inf
     let huge = ResponseLogProbs(logp: Array(repeating: 0, count: 20), logpOld: Array(repeating: -50, count: 20), logpRollout: Array(repeating: -50, count: 20))
-    let o = Diagnostics.compute([huge], threshold: 0.1)
+    let o = Diagnostics.summarize([Diagnostics.record(huge)], threshold: 0.1)
     XCTAssertEqual(o["fo_overflow_count"], 1)
     XCTAssertTrue(o.values.allSatisfy(\.isFinite))
   }
@@ -45,7 +45,7 @@ final class DiagnosticsTests: XCTestCase {
     for (k, v) in overrides { o[k] = v }
     let config = try ConfigSchema.resolve(file: [:], overrides: o)
     let run = try RunDirectory(path: path, create: true)
-    let trainer = try Trainer(config: config, run: run, quiet: true, log: { _ in })
+    let trainer = try Trainer(config: config, run: run, quiet: true, logger: KeelLog.silent)
     try trainer.prepare(resumeFrom: nil)
     _ = try trainer.train(steps: steps)
     return try String(contentsOfFile: path + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map {
@@ -81,7 +81,7 @@ final class DiagnosticsTests: XCTestCase {
     setenv("KEEL_PLUGIN_PATH", TestSupport.binDir, 1)
     let path = TestSupport.tempDir("keel-diag-lines")
     let config = try ConfigSchema.resolve(file: [:], overrides: ["preset": "test", "steps": "2", "train.minibatches": "2"])
-    let trainer = try Trainer(config: config, run: try RunDirectory(path: path, create: true), quiet: true, log: { _ in })
+    let trainer = try Trainer(config: config, run: try RunDirectory(path: path, create: true), quiet: true, logger: KeelLog.silent)
     try trainer.prepare(resumeFrom: nil)
     _ = try trainer.train(steps: 2)
     let lines = try String(contentsOfFile: path + "/diagnostics.jsonl", encoding: .utf8).split(separator: "\n").map {

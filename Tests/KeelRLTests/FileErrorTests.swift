@@ -33,7 +33,7 @@ final class FileErrorTests: XCTestCase {
     p.waitUntilExit()
     let dead = p.processIdentifier
     for name in ["config.yaml.tmp-\(dead)", "config.yaml.tmp-\(getpid())", "keep.json", "notes.tmp-x"] {
-      FileManager.default.createFile(atPath: dir + "/" + name, contents: Data())
+      _ = FileManager.default.createFile(atPath: dir + "/" + name, contents: Data())
     }
     try FileManager.default.createDirectory(atPath: dir + "/checkpoints/step-000005.tmp", withIntermediateDirectories: true)
     _ = try RunDirectory(path: dir, create: true)

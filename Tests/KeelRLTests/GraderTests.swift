@@ -20,7 +20,7 @@ final class GraderTests: XCTestCase {
   func agreement(_ overrides: [String: String], reference: String = "17") throws -> [Bool] {
     let config = try RunConfig.resolve(file: [:], overrides: overrides)
     let data = try Trainer.dataset(config)
-    let plugins = try PluginSet(config: config, discovery: .standard(), answerMarker: data.answerMarker, log: { _ in })
+    let plugins = try PluginSet(config: config, discovery: .standard(), answerMarker: data.answerMarker, logger: KeelLog.silent)
     let grader = try Trainer.grader(config, marker: data.answerMarker)
     let problem = Problem(prompt: "8+9=", answer: reference, task: "t")
     let rewards = try plugins.score(Self.responses.map { RewardSample(prompt: problem.prompt, response: $0, reference: reference) }).total

@@ -27,7 +27,7 @@ final class TrainerTests: XCTestCase {
     let config = try ConfigSchema.resolve(file: [:], overrides: o)
     let run = try RunDirectory(path: path, create: true)
     try run.writeConfig(config)
-    let trainer = try Trainer(config: config, run: run, quiet: true, log: { _ in })
+    let trainer = try Trainer(config: config, run: run, quiet: true, logger: KeelLog.silent)
     trainer.foldOldPassIntoUpdate = foldOldPass
     try trainer.prepare(resumeFrom: resume ? run.latestCheckpoint : nil)
     let summary = try trainer.train(steps: steps)
@@ -139,17 +139,22 @@ final class TrainerTests: XCTestCase {
       Response(group: i % 8, prompt: [1], tokens: [3, 4], logpRollout: [-1, -1], samplerRouting: [], truncated: false, text: "")
     }
     let buffer = RolloutBuffer(responses: responses, groups: 8)
+    // each mini-batch's responses, as the trainer takes them (Trainer+Update.swift)
+    func minibatches(_ n: Int, step: Int) -> [[Int]] {
+      let members = buffer.membersByGroup()
+      return buffer.minibatchGroups(n, seed: 1, step: step).map { $0.flatMap { members[$0] } }
+    }
     for n in [1, 2, 4] {
-      let mbs = buffer.minibatches(n, seed: 1, step: 3)
+      let mbs = minibatches(n, step: 3)
       XCTAssertEqual(mbs.count, n)
       XCTAssertEqual(mbs.flatMap { $0 }.sorted(), Array(0..<24), "every response exactly once")
       for mb in mbs {
         let groups = Set(mb.map { responses[$0].group })
         XCTAssertEqual(mb.count, groups.count * 3, "whole groups only")
       }
-      XCTAssertEqual(mbs, buffer.minibatches(n, seed: 1, step: 3), "seeded order")
+      XCTAssertEqual(mbs, minibatches(n, step: 3), "seeded order")
     }
-    XCTAssertNotEqual(buffer.minibatches(4, seed: 1, step: 3), buffer.minibatches(4, seed: 1, step: 4))
+    XCTAssertNotEqual(minibatches(4, step: 3), minibatches(4, step: 4))
   }
 
   func testUnknownConfigKeyNamesTheNearest() throws {
@@ -233,13 +238,13 @@ final class RewardMarkerTests: XCTestCase {
   func testTheTaskMarkerReachesTheRewardPlugin() throws {
     setenv("KEEL_PLUGIN_PATH", TestSupport.binDir, 1)
     let config = try RunConfig.resolve(file: [:], overrides: ["task.name": "scratchpad"])
-    let plugins = try PluginSet(config: config, discovery: .standard(), answerMarker: "#", log: { _ in })
+    let plugins = try PluginSet(config: config, discovery: .standard(), answerMarker: "#", logger: KeelLog.silent)
     XCTAssertTrue(plugins.reward.parameters.contains { $0.0.name == "marker" && $0.1 == .string("#") })
     let scored = try plugins.score([RewardSample(prompt: "17+25+38=", response: "17+25=42;42+38=80#80", reference: "80"),
                                     RewardSample(prompt: "17+25+38=", response: "17+25=42;42+38=81#81", reference: "80")])
     XCTAssertEqual(scored.total, [1, 0])
     let explicit = try RunConfig.resolve(file: [:], overrides: ["reward.params.marker": "="])
-    let p2 = try PluginSet(config: explicit, discovery: .standard(), answerMarker: "#", log: { _ in })
+    let p2 = try PluginSet(config: explicit, discovery: .standard(), answerMarker: "#", logger: KeelLog.silent)
     XCTAssertTrue(p2.reward.parameters.contains { $0.0.name == "marker" && $0.1 == .string("=") })
   }
 }
@@ -256,7 +261,7 @@ final class WeightDecayTests: XCTestCase {
       let path = TestSupport.tempDir("keel-wd")
       let config = try ConfigSchema.resolve(file: [:], overrides: ["preset": "test", "steps": "1", "train.lr": "\(lr)", "train.weight_decay": "\(decay)"])
       let run = try RunDirectory(path: path, create: true)
-      let trainer = try Trainer(config: config, run: run, quiet: true, log: { _ in })
+      let trainer = try Trainer(config: config, run: run, quiet: true, logger: KeelLog.silent)
       try trainer.prepare(resumeFrom: nil)
       let before = Array(UnsafeBufferPointer(start: trainer.policy.store.values.p, count: trainer.policy.store.layout.count))
       _ = try trainer.train(steps: 1)
