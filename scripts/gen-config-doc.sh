@@ -42,5 +42,22 @@ training engine's log-probs of the same tokens with the same weights: `mismatch_
 train–infer IS weight is exactly 1. Use it as the control arm that isolates policy staleness
 (`keel experiment onpolicy` has such an arm, `minirl-exact-sampler`). What it guarantees and
 costs: docs/performance.md.
+
+## In the code
+
+The schema above (`ConfigSchema.keys`, `ConfigSchema.bounds`) is checked when a configuration
+resolves (unknown keys, types, choices, bounds, products of keys), then decoded once into the
+typed `RunConfig` (Sources/KeelRL/RunConfig.swift: sections `task`, `model`, `coldStart`,
+`sampler`, `rollout`, `train`, … with enums `RoutingReplay`, `OnNaN`, `LRSchedule`,
+`SamplerPrecision`). Only that file reads a key by its name; a test holds every schema key to
+being read there and to changing the typed configuration when set. Cross-key rules that need
+the model or the ranks (`train.minibatches` divides `rollout.prompts`, routing replay needs an
+MoE policy, a rank per prompt group) are checked when the trainer starts.
+
+## Log level
+
+Messages go through swift-log: `KEEL_LOG_LEVEL=debug keel train …` also shows plugins' DEBUG
+lines (hidden by default); `warning` or `error` keeps only those. The level is an environment
+variable, not a config key, so it never changes a run's identity in `keel compare`.
 TAIL
 } > docs/config.md

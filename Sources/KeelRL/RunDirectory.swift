@@ -66,7 +66,9 @@ public struct Summary: Codable, Sendable {
   public var finalGreedy: Double
   public var finalSampled: Double
   public var bestGreedy: Double
-  /// First evaluation at which greedy accuracy was ≥ cold start + 25 points (time_to_target).
+  /// time_to_target: the first evaluation whose greedy accuracy is ≥ cold start + 25 points and
+  /// stays so at the next evaluation (targetHeldTwice); with no such pair, the first evaluation
+  /// at the target (targetHeldTwice false: the run crossed it but did not hold it).
   public var targetStep: Int?
   public var targetTrainSeconds: Double?
   public var targetHeldTwice: Bool
@@ -74,6 +76,20 @@ public struct Summary: Codable, Sendable {
   public var stoppedBySignal: Bool
   /// Means over the steps this session ran: the first-order diagnostics (docs/diagnostics.md).
   public var diagnostics: [String: Double] = [:]
+}
+
+extension Summary {
+  /// The time_to_target rule over a run's evaluations (step 0 is the cold start, never a hit):
+  /// the first evaluation at ≥ `target` that the next evaluation holds, else the first at ≥
+  /// `target` (held false), else nil. The peer harnesses (Benchmarks/peers) use the same rule.
+  public static func target(_ evals: [(step: Int, greedy: Double, trainSeconds: Double)], target: Double)
+    -> (step: Int, trainSeconds: Double, held: Bool)? {
+    let hits = evals.filter { $0.step > 0 }
+    for (a, b) in zip(hits, hits.dropFirst()) where a.greedy >= target && b.greedy >= target {
+      return (a.step, a.trainSeconds, true)
+    }
+    return hits.first { $0.greedy >= target }.map { ($0.step, $0.trainSeconds, false) }
+  }
 }
 
 public struct RunDirectory: Sendable {

@@ -346,13 +346,11 @@ public final class Trainer {
 
   func makeSummary(stoppedBySignal: Bool) -> Summary {
     let cold = coldStartEval?.greedyAccuracy ?? 0
-    let reached = evalHistory.first { $0.step > 0 && $0.greedy >= cold + 0.25 }
-    var held = false
-    for (a, b) in zip(evalHistory, evalHistory.dropFirst()) where a.step > 0 && a.greedy >= cold + 0.25 && b.greedy >= cold + 0.25 { held = true }
+    let reached = Summary.target(evalHistory.map { ($0.step, $0.greedy, $0.trainSeconds) }, target: cold + 0.25)
     return Summary(steps: step, coldStartGreedy: cold, coldStartSampled: coldStartEval?.accuracy ?? 0,
                    finalGreedy: evalHistory.last?.greedy ?? 0, finalSampled: evalHistory.last?.sampled ?? 0,
                    bestGreedy: evalHistory.map(\.greedy).max() ?? 0, targetStep: reached?.step,
-                   targetTrainSeconds: reached?.trainSeconds, targetHeldTwice: held, trainSeconds: trainSeconds,
+                   targetTrainSeconds: reached?.trainSeconds, targetHeldTwice: reached?.held ?? false, trainSeconds: trainSeconds,
                    stoppedBySignal: stoppedBySignal, diagnostics: diagnosticsSums.means)
   }
 }

@@ -159,7 +159,7 @@ struct TrainCommand: ParsableCommand {
                    summary.diagnostics["gap_train_infer_abs_mean"] ?? 0, summary.diagnostics["gap_staleness_abs_mean"] ?? 0))
     }
     if let s = summary.targetStep, let t = summary.targetTrainSeconds {
-      print(String(format: "time_to_target (+25 points greedy): step %d, %.1f s of training%@", s, t, summary.targetHeldTwice ? ", held at two consecutive evaluations" : ""))
+      print(String(format: "time_to_target (+25 points greedy): step %d, %.1f s of training%@", s, t, summary.targetHeldTwice ? ", held at the next evaluation" : ", not held at the next evaluation"))
     }
   }
 }

@@ -29,6 +29,25 @@ final class LoggingTests: XCTestCase {
     XCTAssertFalse(quiet.contains("fixture info line") || quiet.contains("fixture warning line"), quiet)
   }
 
+  /// A plugin metric that is NaN: the step's line stays in metrics.jsonl with the value as null,
+  /// and keel train warns, naming the key (it used to drop the whole line silently).
+  func testANaNPluginMetricIsWrittenAsNullWithAWarning() throws {
+    let lib = try TestSupport.fixture("nan_metric.c")
+    let out = TestSupport.tempDir("keel-nan-metric") + "/run"
+    let r = try TestSupport.run(TestSupport.keel, ["train", "--out", out, "--quiet", "--preset", "test", "--steps", "2", "--objective", lib,
+                                                   "--set", "coldstart.checkpoint=none"],
+                                environment: ["KEEL_CACHE": NSTemporaryDirectory() + "keel-test-cache", "KEEL_PLUGIN_PATH": ""])
+    XCTAssertEqual(r.status, 0, r.stdout)
+    XCTAssertTrue(r.stdout.contains("warning: step 1: token_count not finite; written as null in metrics.jsonl"), r.stdout)
+    let lines = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+      .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+    XCTAssertEqual(lines.compactMap { $0["step"] as? Int }, [0, 1, 2], "every step's line is kept")
+    for line in lines.dropFirst() {
+      XCTAssertTrue(line["token_count"] is NSNull, "\(line)")
+      XCTAssertNotNil(line["loss"] as? Double)
+    }
+  }
+
   func testFileDigestMatchesSha256sum() throws {
     let dir = TestSupport.tempDir("keel-digest")
     // "abc" is FIPS 180-2's example; the larger file crosses the 1 MiB read chunk

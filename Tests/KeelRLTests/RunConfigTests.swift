@@ -54,3 +54,23 @@ final class RunConfigTests: XCTestCase {
     XCTAssertEqual(c.sampler.precision, .fp8)
   }
 }
+
+/// time_to_target: the first crossing the next evaluation holds (a crossing that falls back
+/// does not count), else the first crossing, unheld.
+final class TargetRuleTests: XCTestCase {
+  func testTheFirstHeldCrossingCounts() {
+    let evals: [(step: Int, greedy: Double, trainSeconds: Double)] = [
+      (0, 0.25, 0), (10, 0.51, 3), (20, 0.48, 6), (30, 0.52, 9), (40, 0.50, 12), (50, 0.55, 15),
+    ]
+    let t = Summary.target(evals, target: 0.50)
+    XCTAssertEqual(t?.step, 30)
+    XCTAssertEqual(t?.trainSeconds, 9)
+    XCTAssertEqual(t?.held, true)
+    let unheld = Summary.target(Array(evals.prefix(3)), target: 0.50)
+    XCTAssertEqual(unheld?.step, 10)
+    XCTAssertEqual(unheld?.held, false)
+    XCTAssertNil(Summary.target(evals, target: 0.9))
+    // the cold start (step 0) is never the hit, even when it is above the target
+    XCTAssertEqual(Summary.target([(0, 0.9, 0), (10, 0.9, 1), (20, 0.9, 2)], target: 0.5)?.step, 10)
+  }
+}
