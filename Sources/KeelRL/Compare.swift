@@ -180,9 +180,10 @@ public struct Comparison {
 
   /// A run is complete when it wrote its summary and was not stopped early by a signal.
   public static func isComplete(_ dir: String) -> Bool {
+    struct Stopped: Decodable { var stoppedBySignal: Bool }  // summary.json's field (Summary)
     guard let data = FileManager.default.contents(atPath: dir + "/summary.json"),
-          let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return false }
-    return (obj["stoppedBySignal"] as? Bool) == false
+          let s = try? JSONDecoder().decode(Stopped.self, from: data) else { return false }
+    return !s.stoppedBySignal
   }
 
   static func launch(_ keel: String, _ args: [String], logPath: String) -> RunStatus {

@@ -86,9 +86,9 @@ public enum Report {
   public static func load(_ dir: String) -> [[String: Double]] {
     guard let text = try? String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8) else { return [] }
     return text.split(separator: "\n").compactMap { line in
-      guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
-      var row: [String: Double] = [:]
-      for (k, v) in obj { if let d = v as? Double { row[k] = d } else if let i = v as? Int { row[k] = Double(i) } }
+      // a metrics line: numbers, and null for a value that was not finite (left out here)
+      guard let obj = try? JSONDecoder().decode([String: Double?].self, from: Data(line.utf8)) else { return nil }
+      var row = obj.compactMapValues { $0 }
       if let lo = row["masked_fraction_low"], let hi = row["masked_fraction_high"] { row["masked_fraction"] = lo + hi }
       return row
     }

@@ -97,33 +97,36 @@ struct BenchCommand: ParsableCommand {
   /// The report as one JSON object on stdout (--json).
   private func printJSON(_ r: BenchResult, settings s: BenchSettings) throws {
     let samplerFast = r.samplerGflops[.fp32] ?? 0, trainFast = r.trainGflops["fast"] ?? 0
-    var obj: [String: Any] = [
-      "model": model, "threads": threads, "backend": s.backend.rawValue,
-      "gemm_gflops": r.gemmGflops, "gemm_gflops_start": r.gemmGflopsStart, "gemm_gflops_end": r.gemmGflopsEnd,
-      "peak_rss_bytes": r.peakRSSBytes,
-    ]
+    var doc = BenchDocument(model: model, threads: threads, backend: s.backend.rawValue, gemm_gflops: r.gemmGflops,
+                            gemm_gflops_start: r.gemmGflopsStart, gemm_gflops_end: r.gemmGflopsEnd, peak_rss_bytes: r.peakRSSBytes)
     if r.samplerSeconds[.fp32] != nil {
-      obj["sampler_tokens_per_s"] = r.samplerTokensPerSecond[.fp32]!
-      obj["sampler_gflops"] = samplerFast
-      obj["sampler_fraction_of_gemm"] = samplerFast / r.gemmGflops
-      obj["sampler_by_precision"] = Dictionary(uniqueKeysWithValues: r.samplerTokensPerSecond.map { ($0.key.rawValue, ["tokens_per_s": $0.value, "gflops": r.samplerGflops[$0.key]!, "slowdown_vs_fp32": r.samplerSeconds[$0.key]! / r.samplerSeconds[.fp32]!]) })
+      doc.sampler_tokens_per_s = r.samplerTokensPerSecond[.fp32]!
+      doc.sampler_gflops = samplerFast
+      doc.sampler_fraction_of_gemm = samplerFast / r.gemmGflops
+      doc.sampler_by_precision = Dictionary(uniqueKeysWithValues: r.samplerTokensPerSecond.map {
+        ($0.key.rawValue, BenchDocument.Precision(tokens_per_s: $0.value, gflops: r.samplerGflops[$0.key]!,
+                                                  slowdown_vs_fp32: r.samplerSeconds[$0.key]! / r.samplerSeconds[.fp32]!))
+      })
     }
     if s.train {
-      obj["train_tokens_per_s"] = r.trainTokensPerSecond["fast"] ?? 0
-      obj["train_gflops"] = trainFast
-      obj["train_fraction_of_gemm"] = trainFast / r.gemmGflops
-      obj["train_exact_slowdown"] = (r.trainSeconds["exact"] ?? r.trainSeconds["fast"]!) / r.trainSeconds["fast"]!
+      doc.train_tokens_per_s = r.trainTokensPerSecond["fast"] ?? 0
+      doc.train_gflops = trainFast
+      doc.train_fraction_of_gemm = trainFast / r.gemmGflops
+      doc.train_exact_slowdown = (r.trainSeconds["exact"] ?? r.trainSeconds["fast"]!) / r.trainSeconds["fast"]!
     }
     let c = s.config
-    obj["config"] = ["model_type": c.modelType, "vocab_size": c.vocabSize, "hidden_size": c.hiddenSize,
-                     "num_hidden_layers": c.numHiddenLayers, "num_attention_heads": c.numAttentionHeads,
-                     "num_key_value_heads": c.numKeyValueHeads, "head_dim": c.headDim,
-                     "intermediate_size": c.intermediateSize, "num_experts": c.numExperts,
-                     "num_experts_per_tok": c.numExpertsPerTok, "moe_intermediate_size": c.moeIntermediateSize]
-    obj["shapes"] = ["sampler_batch": s.samplerBatch, "prompt_tokens": s.promptLength, "generated_tokens": s.generated,
-                     "train_sequences": s.trainSequences, "train_tokens_per_sequence": s.trainLength,
-                     "micro_batch_sequences": s.microBatchSequences]
-    let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
+    doc.config = ["model_type": .string(c.modelType), "vocab_size": .int(c.vocabSize), "hidden_size": .int(c.hiddenSize),
+                  "num_hidden_layers": .int(c.numHiddenLayers), "num_attention_heads": .int(c.numAttentionHeads),
+                  "num_key_value_heads": .int(c.numKeyValueHeads), "head_dim": .int(c.headDim),
+                  "intermediate_size": .int(c.intermediateSize), "num_experts": .int(c.numExperts),
+                  "num_experts_per_tok": .int(c.numExpertsPerTok), "moe_intermediate_size": .int(c.moeIntermediateSize)]
+    doc.shapes = ["sampler_batch": s.samplerBatch, "prompt_tokens": s.promptLength, "generated_tokens": s.generated,
+                  "train_sequences": s.trainSequences, "train_tokens_per_sequence": s.trainLength,
+                  "micro_batch_sequences": s.microBatchSequences]
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    let data = try enc.encode(doc)
     print(String(decoding: data, as: UTF8.self))
   }
 
@@ -138,4 +141,25 @@ struct BenchCommand: ParsableCommand {
     }
     if let e = r.trainSeconds["exact"], let f = r.trainSeconds["fast"] { print(String(format: "  train exact: %.2fx the fast time", e / f)) }
   }
+}
+
+/// `keel bench --json`: the yardstick, each part's throughput and fraction of it, the model and
+/// the shapes (the sampler and train fields only when that part ran).
+struct BenchDocument: Encodable {
+  struct Precision: Encodable { var tokens_per_s: Double, gflops: Double, slowdown_vs_fp32: Double }
+  enum Field: Encodable {
+    case int(Int), string(String)
+    func encode(to encoder: Encoder) throws {
+      var c = encoder.singleValueContainer()
+      switch self { case .int(let v): try c.encode(v); case .string(let v): try c.encode(v) }
+    }
+  }
+  var model: String, threads: Int, backend: String
+  var gemm_gflops: Double, gemm_gflops_start: Double, gemm_gflops_end: Double, peak_rss_bytes: Int
+  var sampler_tokens_per_s: Double? = nil, sampler_gflops: Double? = nil, sampler_fraction_of_gemm: Double? = nil
+  var sampler_by_precision: [String: Precision]? = nil
+  var train_tokens_per_s: Double? = nil, train_gflops: Double? = nil, train_fraction_of_gemm: Double? = nil
+  var train_exact_slowdown: Double? = nil
+  var config: [String: Field] = [:]
+  var shapes: [String: Int] = [:]
 }

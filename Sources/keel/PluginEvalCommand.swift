@@ -28,13 +28,13 @@ extension PluginsCommand {
       guard let plugin, let batch else { throw ValidationError("give a plugin and --batch FILE (or --example KIND)") }
       let lib = try PluginDiscovery.standard().resolve(plugin)
       let settings = try parameters.parse(for: lib)
-      var doc: [String: Any] = ["plugin": lib.name, "path": lib.path, "kind": lib.kind.description]
+      var doc = EvalDocument(plugin: lib.name, path: lib.path, kind: lib.kind.description)
       switch lib.kind {
       case .objective: try objective(lib, settings, batch, &doc)
       case .baseline:
         let b = try BatchFile.baseline(batch)
         let adv = try BaselineInstance(library: lib, settings: settings).advantages(rewards: b.rewards, groupIds: b.groups, lengths: b.lengths)
-        doc["advantages"] = adv.map(Double.init)
+        doc.advantages = adv.map(Double.init)
         if !json {
           print("response  group  reward  length  advantage")
           for i in adv.indices { print(String(format: "%8d  %5d  %6.3f  %6d  %9.6f", i, b.groups[i], b.rewards[i], b.lengths[i], adv[i])) }
@@ -43,8 +43,8 @@ extension PluginsCommand {
         let samples = try BatchFile.reward(batch)
         let inst = try RewardInstance(library: lib, settings: settings)
         let r = try inst.score(samples)
-        doc["rewards"] = r.rewards.map(Double.init)
-        doc["components"] = Dictionary(uniqueKeysWithValues: inst.componentNames.enumerated().map { j, n in (n, r.components.map { $0[j] }) })
+        doc.rewards = r.rewards.map(Double.init)
+        doc.components = Dictionary(uniqueKeysWithValues: inst.componentNames.enumerated().map { j, n in (n, r.components.map { $0[j] }) })
         if !json {
           for (i, s) in samples.enumerated() {
             let comps = inst.componentNames.enumerated().map { "\($1)=\(r.components[i][$0])" }.joined(separator: " ")
@@ -52,10 +52,10 @@ extension PluginsCommand {
           }
         }
       }
-      if json { print(String(decoding: try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys]), as: UTF8.self)) }
+      if json { print(String(decoding: try doc.encoded(), as: UTF8.self)) }
     }
 
-    func objective(_ lib: PluginLibrary, _ settings: [String: ParameterValue], _ path: String, _ doc: inout [String: Any]) throws {
+    func objective(_ lib: PluginLibrary, _ settings: [String: ParameterValue], _ path: String, _ doc: inout EvalDocument) throws {
       let (b, labels) = try BatchFile.objective(path)
       let inst = try ObjectiveInstance(library: lib, settings: settings)
       var frozen = b
@@ -71,13 +71,13 @@ extension PluginsCommand {
         }
       }
       let maxDev = zip(fd, r.gradLogp).map { abs($0 - Double($1)) }.max() ?? 0
-      doc["loss"] = r.loss
-      doc["grad_logp"] = (0..<b.numSequences).map { i in (Int(b.seqOffsets[i])..<Int(b.seqOffsets[i + 1])).map { Double(r.gradLogp[$0]) } }
-      doc["metrics"] = Dictionary(uniqueKeysWithValues: zip(inst.metricNames, r.metrics).map { ($0, $1) })
-      doc["aggregation"] = lib.aggregation
+      doc.loss = r.loss
+      doc.grad_logp = (0..<b.numSequences).map { i in (Int(b.seqOffsets[i])..<Int(b.seqOffsets[i + 1])).map { Double(r.gradLogp[$0]) } }
+      doc.metrics = Dictionary(uniqueKeysWithValues: zip(inst.metricNames, r.metrics).map { ($0, $1) })
+      doc.aggregation = lib.aggregation
       if checkGrad {
-        doc["grad_fd"] = (0..<b.numSequences).map { i in (Int(b.seqOffsets[i])..<Int(b.seqOffsets[i + 1])).map { fd[$0] } }
-        doc["max_fd_deviation"] = maxDev
+        doc.grad_fd = (0..<b.numSequences).map { i in (Int(b.seqOffsets[i])..<Int(b.seqOffsets[i + 1])).map { fd[$0] } }
+        doc.max_fd_deviation = maxDev
       }
       guard !json else { return }
       print("\(lib.name) (\(lib.aggregation)): loss \(r.loss)")
@@ -136,5 +136,22 @@ extension PluginsCommand {
         print(String(format: "%@: %.3f ms per call (median of 21), %.3f%% of the training step", lib.name, median * 1e3, 100 * median / step))
       }
     }
+  }
+}
+
+/// `keel plugins eval --json`: the plugin and what it returned on the batch file (the fields of
+/// its kind only). A non-finite number is written as the string "nan" / "inf" / "-inf".
+struct EvalDocument: Encodable {
+  var plugin: String, path: String, kind: String
+  var advantages: [Double]? = nil
+  var rewards: [Double]? = nil, components: [String: [Double]]? = nil
+  var loss: Double? = nil, grad_logp: [[Double]]? = nil, metrics: [String: Double]? = nil, aggregation: String? = nil
+  var grad_fd: [[Double]]? = nil, max_fd_deviation: Double? = nil
+
+  func encoded() throws -> Data {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    return try enc.encode(self)
   }
 }

@@ -6,6 +6,7 @@
 // the first step (warm-up) is left out. More ranks than cores are oversubscribed: their figures
 // check correctness, not speed. Figures are ratios against K = 1 measured in the same run.
 import Foundation
+import KeelRL
 
 struct ScalingRow: Codable {
   var ranks: Int
@@ -72,12 +73,10 @@ enum ScalingBench {
   /// The median of a metrics.jsonl key over a run's training steps 2… (step 1 is warm-up; step 0,
   /// the cold-start evaluation, has no step timings), as a function of the key; 0 when absent.
   static func stepMedians(run: String) throws -> (String) -> Double {
-    let steps = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
-      .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-      .filter { ($0["step"] as? Int ?? 0) >= 2 }
+    let steps = Report.load(run).filter { ($0["step"] ?? 0) >= 2 }
     guard !steps.isEmpty else { throw BenchError(message: "\(run): fewer than 2 training steps logged") }
     return { key in
-      let xs = steps.compactMap { $0[key] as? Double }.sorted()
+      let xs = steps.compactMap { $0[key] }.sorted()
       return xs.isEmpty ? 0 : xs[xs.count / 2]
     }
   }

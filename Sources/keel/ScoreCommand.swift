@@ -69,8 +69,8 @@ struct ScoreCommand: ParsableCommand {
     try Self.checkSequences(seqs, fit: c)
     let compute = Compute(threads: threads, backend: .keel)
     let k = c.isMoE ? c.numExpertsPerTok : 0
-    var results: [[String: Any]] = seqs.map { ["tokens": $0.map(Int.init)] }
-    if let texts { for (i, t) in texts.enumerated() { results[i]["text"] = t } }
+    var results: [ScoreDocument.Result] = seqs.map { ScoreDocument.Result(tokens: $0.map(Int.init)) }
+    if let texts { for (i, t) in texts.enumerated() { results[i].text = t } }
     var trainLogp: [[Float]] = [], samplerLogp: [[Float]] = []
     if engine != "sampler" {
       trainLogp = scoreOnTrainingEngine(seqs, store: store, compute: compute, expertsPerToken: k, into: &results)
@@ -78,10 +78,9 @@ struct ScoreCommand: ParsableCommand {
     if engine != "train" {
       samplerLogp = scoreOnSampler(seqs, store: store, precision: p, compute: compute, expertsPerToken: k, into: &results)
     }
-    var summary: [String: Any] = ["sequences": seqs.count, "engine": engine]
+    var summary = ScoreDocument.Summary(sequences: seqs.count, engine: engine)
     if engine == "both" { Self.addMismatch(sampler: samplerLogp, train: trainLogp, precision: p, to: &summary) }
-    let doc: [String: Any] = ["summary": summary, "results": results]
-    let data = try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys])
+    let data = try ScoreDocument(summary: summary, results: results).encoded()
     if let out { try data.write(to: URL(fileURLWithPath: out)) } else { print(String(decoding: data, as: UTF8.self)) }
   }
 
@@ -105,10 +104,10 @@ struct ScoreCommand: ParsableCommand {
     }
   }
 
-  /// Scores on the training engine: sets results[i]["train"] (logp, entropy, experts per layer
+  /// Scores on the training engine: sets results[i].train (logp, entropy, experts per layer
   /// and position) and returns the log-probs per sequence.
   private func scoreOnTrainingEngine(_ seqs: [[Int32]], store: ParameterStore, compute: Compute, expertsPerToken k: Int,
-                                     into results: inout [[String: Any]]) -> [[Float]] {
+                                     into results: inout [ScoreDocument.Result]) -> [[Float]] {
     let out = TrainingEngine(store: store, compute: compute).forward(SequenceBatch(sequences: seqs, scoreFrom: seqs.map { _ in 1 }), temperature: temperature)
     var trainLogp: [[Float]] = []
     var o = 0, tokOffset = 0
@@ -126,17 +125,17 @@ struct ScoreCommand: ParsableCommand {
       }
       let logp: [Double] = out.logp[o..<(o + n)].map { Double($0) }
       let entropy: [Double] = out.entropy[o..<(o + n)].map { Double($0) }
-      results[i]["train"] = ["logp": logp, "entropy": entropy, "experts": experts] as [String: Any]
+      results[i].train = ScoreDocument.Engine(precision: nil, logp: logp, entropy: entropy, experts: experts)
       o += n
       tokOffset += s.count
     }
     return trainLogp
   }
 
-  /// Scores on the inference engine at `p`: sets results[i]["sampler"] (precision, logp, entropy,
+  /// Scores on the inference engine at `p`: sets results[i].sampler (precision, logp, entropy,
   /// experts) and returns the log-probs per sequence.
   private func scoreOnSampler(_ seqs: [[Int32]], store: ParameterStore, precision p: SamplerPrecision, compute: Compute,
-                              expertsPerToken k: Int, into results: inout [[String: Any]]) -> [[Float]] {
+                              expertsPerToken k: Int, into results: inout [ScoreDocument.Result]) -> [[Float]] {
     let res = Sampler(store: store, precision: p, compute: compute).score(seqs, temperature: temperature)
     var samplerLogp: [[Float]] = []
     for (i, r) in res.enumerated() {
@@ -149,7 +148,7 @@ struct ScoreCommand: ParsableCommand {
       }
       let logp: [Double] = r.logp.map { Double($0) }
       let entropy: [Double] = r.entropy.map { Double($0) }
-      results[i]["sampler"] = ["precision": p.rawValue, "logp": logp, "entropy": entropy, "experts": experts] as [String: Any]
+      results[i].sampler = ScoreDocument.Engine(precision: p.rawValue, logp: logp, entropy: entropy, experts: experts)
     }
     return samplerLogp
   }
@@ -157,7 +156,7 @@ struct ScoreCommand: ParsableCommand {
   /// The gap between the engines (mean |Δ logp|, mismatch KL k1 and k3) into `summary`, and as
   /// one line on stderr.
   private static func addMismatch(sampler samplerLogp: [[Float]], train trainLogp: [[Float]], precision p: SamplerPrecision,
-                                  to summary: inout [String: Any]) {
+                                  to summary: inout ScoreDocument.Summary) {
     var absSum = 0.0, k1 = 0.0, k3 = 0.0, n = 0.0
     for (a, b) in zip(samplerLogp, trainLogp) {
       for (mu, pi) in zip(a, b) {
@@ -165,11 +164,40 @@ struct ScoreCommand: ParsableCommand {
         absSum += abs(d); k1 += d; k3 += exp(-d) - 1 + d; n += 1
       }
     }
-    summary["mean_abs_delta_logp"] = absSum / n
-    summary["mismatch_kl_k1"] = k1 / n
-    summary["mismatch_kl_k3"] = k3 / n
-    summary["precision"] = p.rawValue
+    summary.mean_abs_delta_logp = absSum / n
+    summary.mismatch_kl_k1 = k1 / n
+    summary.mismatch_kl_k3 = k3 / n
+    summary.precision = p.rawValue
     FileHandle.standardError.write(Data(String(format: "sampler %@ vs train over %d tokens: mean |Δ logp| %.3g, mismatch KL k1 %.3g, k3 %.3g\n",
                                                p.rawValue, Int(n), absSum / n, k1 / n, k3 / n).utf8))
+  }
+}
+
+/// `keel score`'s output: a summary (and, with both engines, the gap between them) and, per
+/// sequence, its tokens (and text) with each engine's log-probs, entropies and experts (per MoE
+/// layer and position). A log-prob of −∞ (a token the sampler's precision cannot produce) is
+/// written as the string "-inf"; nothing is dropped.
+struct ScoreDocument: Encodable {
+  struct Summary: Encodable {
+    var sequences: Int, engine: String
+    var mean_abs_delta_logp: Double? = nil, mismatch_kl_k1: Double? = nil, mismatch_kl_k3: Double? = nil, precision: String? = nil
+  }
+  struct Engine: Encodable {
+    var precision: String?
+    var logp: [Double], entropy: [Double], experts: [[[Int]]]
+  }
+  struct Result: Encodable {
+    var tokens: [Int]
+    var text: String? = nil
+    var train: Engine? = nil, sampler: Engine? = nil
+  }
+  var summary: Summary
+  var results: [Result]
+
+  func encoded() throws -> Data {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    return try enc.encode(self)
   }
 }
