@@ -10,7 +10,7 @@ struct NewPluginCommand: ParsableCommand {
     commandName: "new-plugin", abstract: "Scaffold a plugin from templates/ (then: make && keel plugins check ./lib<NAME>.so).")
 
   @Option(help: "objective | reward | baseline") var kind: String
-  @Option(help: "c | swift") var lang: String = "c"
+  @Option(help: "c (objective, reward, baseline) | swift (objective) | rust (objective; needs cargo)") var lang: String = "c"
   @Option(help: "Directory to create (default: ./NAME).") var dir: String?
   @Argument(help: "The plugin's name: lowercase letters, digits and '-'.") var name: String
 
