@@ -156,6 +156,17 @@ final class CLITests: XCTestCase {
       XCTAssertEqual(check.status, 0, check.stdout)
       let inspect = try keel(["plugins", "inspect", lib])
       XCTAssertTrue(inspect.stdout.hasPrefix("name:        \(name)\nkind:        \(kind)\n"), inspect.stdout)
+      if lang == "swift" {
+        // its `cap` parameter reaches the instance (read by stepping the host's struct_size):
+        // π/μ = e^2.9 ≈ 18 on the one token, so the weight, and the gradient, is −cap
+        let batch = work + "/cap.json"
+        try #"{"responses": [{"group": 0, "advantage": 1.0, "logp": [-0.1], "logp_old": [-0.1], "logp_rollout": [-3.0]}]}"#
+          .write(toFile: batch, atomically: true, encoding: .utf8)
+        for cap in [2, 5] {
+          let eval = try keel(["plugins", "eval", lib, "--batch", batch, "--set", "cap=\(cap)", "--json"])
+          XCTAssertTrue(eval.stdout.contains("\"grad_logp\":[[-\(cap)]]"), eval.stdout)
+        }
+      }
     }
     let again = try keel(["new-plugin", "--kind", "objective", "my-c-objective"], cwd: work)
     XCTAssertNotEqual(again.status, 0)

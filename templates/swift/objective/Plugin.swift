@@ -47,8 +47,14 @@ nonisolated(unsafe) private let metricDecls: UnsafeMutablePointer<keel_scalar_de
 private let create: @convention(c) (UnsafePointer<keel_host>?, UnsafePointer<keel_params>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32 = { host, params, out in
   guard let host, let out else { return KEEL_ERR_INVALID_ARGUMENT }
   let me = Instance(host: host)
-  if let params = params?.pointee, let values = params.values {
-    for k in 0..<Int(params.count) where String(cString: values[k].name) == "cap" { me.cap = values[k].f }
+  if let params = params?.pointee, let values = params.values, params.count > 0 {
+    // step by the host's struct_size, never by MemoryLayout (ABI rule 4.4: a newer host's
+    // keel_param_value may be longer than the one this plugin was compiled with)
+    let stride = Int(values.pointee.struct_size), base = UnsafeRawPointer(values)
+    for k in 0..<Int(params.count) {
+      let v = base.advanced(by: k * stride).assumingMemoryBound(to: keel_param_value.self).pointee
+      if String(cString: v.name) == "cap" { me.cap = v.f }
+    }
   }
   out.pointee = Unmanaged.passRetained(me).toOpaque()
   return KEEL_OK
