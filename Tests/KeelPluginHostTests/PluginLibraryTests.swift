@@ -153,6 +153,19 @@ enum Reference {
     return a
   }
 
+  /// TRL scale_rewards = "batch": centred per group, divided by the whole batch's unbiased std.
+  static func groupMeanBatchStd(_ r: [Float], _ ids: [Int64], eps: Double) -> [Double] {
+    let all = r.map(Double.init)
+    let mean = all.reduce(0, +) / Double(all.count)
+    let std = (all.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(all.count - 1)).squareRoot()
+    var a = [Double](repeating: 0, count: r.count)
+    for (_, members) in groups(ids) where members.count > 1 {
+      let gm = members.map { all[$0] }.reduce(0, +) / Double(members.count)
+      for i in members { a[i] = (all[i] - gm) / (std + eps) }
+    }
+    return a
+  }
+
   static func rloo(_ r: [Float], _ ids: [Int64]) -> [Double] {
     var a = [Double](repeating: 0, count: r.count)
     for (_, members) in groups(ids) where members.count > 1 {
@@ -708,6 +721,22 @@ final class BaselineLibraryTests: XCTestCase {
     XCTAssertEqual(Double(a[7]), 2.5 / (12.5.squareRoot() + 1e-6), accuracy: 1e-6)
     let trl = try advantages("group-mean-std", ["eps": .float(1e-4)])
     XCTAssertEqual(Double(trl[7]), 2.5 / (12.5.squareRoot() + 1e-4), accuracy: 1e-6)
+  }
+
+  /// scale = batch is TRL's scale_rewards = "batch": the batch's std, not each group's.
+  func testGroupMeanStdScaledByTheBatch() throws {
+    let a = try advantages("group-mean-std", ["scale": .string("batch"), "eps": .float(1e-4)])
+    assertClose(a, Reference.groupMeanBatchStd(Self.rewards, Self.groupIds, eps: 1e-4), "group-mean-std scale=batch")
+    XCTAssertEqual(a[5], 0, "singleton → 0")
+    XCTAssertEqual([a[2], a[6], a[9]], [0, 0, 0], "all-equal group → 0 (its deviations are 0)")
+    // the same group-2 deviation (2.5) as above, now over the batch's std: smaller than the group's
+    let group = try advantages("group-mean-std", ["eps": .float(1e-4)])
+    XCTAssertNotEqual(a[7], group[7])
+    // TRL's own formula on this batch, written out: (R − mean_g) / (torch.std(R) + 1e-4)
+    let r = Self.rewards.map(Double.init), m = r.reduce(0, +) / Double(r.count)
+    let std = (r.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(r.count - 1)).squareRoot()
+    XCTAssertEqual(Double(a[7]), 2.5 / (std + 1e-4), accuracy: 1e-5)
+    XCTAssertThrowsError(try advantages("group-mean-std", ["scale": .string("token")]))
   }
 
   func testRLOO() throws {
