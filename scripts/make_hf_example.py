@@ -67,6 +67,21 @@ def split_side(prompt):
     return "eval" if top <= 1 else ("validation" if top == 2 else "train")
 
 
+def keel_moe_config(vocab_size):
+    """Keel's `moe` preset (ModelPreset.swift) as transformers' Qwen3MoeConfig, for this vocabulary."""
+    common = dict(vocab_size=vocab_size, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=4, head_dim=32, intermediate_size=512, moe_intermediate_size=256,
+                  num_experts=8, num_experts_per_tok=2, norm_topk_prob=True, decoder_sparse_step=1,
+                  mlp_only_layers=[], max_position_embeddings=128, rms_norm_eps=1e-6, hidden_act="silu",
+                  attention_bias=False, use_sliding_window=False, tie_word_embeddings=False,
+                  router_aux_loss_coef=0.001, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        common["rope_parameters"] = {"rope_type": "default", "rope_theta": 1_000_000.0}
+    else:
+        common["rope_theta"] = 1_000_000.0
+    return Qwen3MoeConfig(**common)
+
+
 def make(out):
     model_dir = os.path.join(out, "model")
     os.makedirs(model_dir, exist_ok=True)
@@ -81,17 +96,7 @@ def make(out):
     fast.save_pretrained(model_dir)
 
     torch.manual_seed(1)
-    common = dict(vocab_size=len(SYMBOLS), hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
-                  num_key_value_heads=4, head_dim=32, intermediate_size=512, moe_intermediate_size=256,
-                  num_experts=8, num_experts_per_tok=2, norm_topk_prob=True, decoder_sparse_step=1,
-                  mlp_only_layers=[], max_position_embeddings=128, rms_norm_eps=1e-6, hidden_act="silu",
-                  attention_bias=False, use_sliding_window=False, tie_word_embeddings=False,
-                  router_aux_loss_coef=0.001, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    if int(transformers.__version__.split(".")[0]) >= 5:
-        common["rope_parameters"] = {"rope_type": "default", "rope_theta": 1_000_000.0}
-    else:
-        common["rope_theta"] = 1_000_000.0
-    model = Qwen3MoeForCausalLM(Qwen3MoeConfig(**common))   # transformers' own initialisation
+    model = Qwen3MoeForCausalLM(keel_moe_config(len(SYMBOLS)))   # transformers' own initialisation
     model.save_pretrained(model_dir)
     GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0).save_pretrained(model_dir)
 

@@ -48,24 +48,13 @@ def keel_sft_split(rows, validation_count=200):
 
 def prepare(out, seed):
     import torch
-    import transformers
-    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+    from transformers import Qwen3MoeForCausalLM
+    from make_hf_example import keel_moe_config
     os.makedirs(out, exist_ok=True)
     vocab = write_keel_tokenizer(out)
     write_addition_rows(out)
     torch.manual_seed(seed)
-    # Keel's `moe` preset (ModelPreset.swift), written as transformers' config
-    common = dict(vocab_size=vocab, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
-                  num_key_value_heads=4, head_dim=32, intermediate_size=512, moe_intermediate_size=256,
-                  num_experts=8, num_experts_per_tok=2, norm_topk_prob=True, decoder_sparse_step=1,
-                  mlp_only_layers=[], max_position_embeddings=128, rms_norm_eps=1e-6, hidden_act="silu",
-                  attention_bias=False, use_sliding_window=False, tie_word_embeddings=False,
-                  router_aux_loss_coef=0.001, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    if int(transformers.__version__.split(".")[0]) >= 5:
-        common["rope_parameters"] = {"rope_type": "default", "rope_theta": 1_000_000.0}
-    else:
-        common["rope_theta"] = 1_000_000.0
-    Qwen3MoeForCausalLM(Qwen3MoeConfig(**common)).save_pretrained(out)
+    Qwen3MoeForCausalLM(keel_moe_config(vocab)).save_pretrained(out)  # Keel's `moe` preset
     print(json.dumps({"start": out, "vocab": vocab, "seed": seed}))
 
 
