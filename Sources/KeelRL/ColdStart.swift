@@ -220,12 +220,9 @@ public enum ColdStart {
       try Checkpoint.save(directory: tmp, store: store)
       // what made it, beside the checkpoint (for people; Keel finds it by its directory name)
       struct Info: Encodable { var steps: Int, validation_greedy_accuracy: Double, seconds: Double, fingerprint: String, made_by: String }
-      let enc = JSONEncoder()
-      enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-      enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
       let info = Info(steps: report.steps, validation_greedy_accuracy: report.validationAccuracy, seconds: report.seconds,
                       fingerprint: s.fingerprint, made_by: "keel sft (ColdStart.cached)")
-      try writeAtomically(try enc.encode(info), to: tmp + "/coldstart.json")
+      try writeAtomically(try JSONOutput.encoder(pretty: true).encode(info), to: tmp + "/coldstart.json")
       try? FileManager.default.removeItem(atPath: dir)
       try FileManager.default.moveItem(atPath: tmp, toPath: dir)
     } catch {

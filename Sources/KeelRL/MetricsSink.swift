@@ -43,10 +43,7 @@ public final class JSONLWriter {
   /// MetricsLine writes a non-finite value as null; any other record's as the string "nan" /
   /// "inf" / "-inf": never dropped, never an encoder error.
   public func write<T: Encodable>(_ line: T) throws {
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    try file.append(try enc.encode(line) + Data("\n".utf8))
+    try file.append(try JSONOutput.encoder().encode(line) + Data("\n".utf8))
   }
 }
 

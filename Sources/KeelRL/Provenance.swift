@@ -5,6 +5,7 @@
 // run only if every input is unchanged) and by its report. Fields added later are optional, so
 // older runs still read.
 import Foundation
+import KeelModel
 
 public struct Provenance: Codable, Sendable {
   public struct Plugin: Codable, Sendable {
@@ -43,10 +44,8 @@ public struct Provenance: Codable, Sendable {
   public var dataVersion: String?
 
   public func encoded() throws -> Data {
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    let enc = JSONOutput.encoder(pretty: true)
     enc.keyEncodingStrategy = .convertToSnakeCase
-    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     return try enc.encode(self)
   }
 

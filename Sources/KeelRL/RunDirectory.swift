@@ -139,11 +139,8 @@ public struct RunDirectory: Sendable {
   }
 
   public func writeSummary(_ s: Summary) throws {
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
     // a diverged run's NaN is written as "nan" (JSON has no NaN), never a raw encoder error
-    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    try writeAtomically(try enc.encode(s), to: path + "/summary.json")
+    try writeAtomically(try JSONOutput.encoder(pretty: true).encode(s), to: path + "/summary.json")
   }
 
   public func writeProvenance(config: RunConfig, plugins: PluginSet, grader: Grader, policy: Policy, coldStart: String?, ranks: Int = 1) throws {

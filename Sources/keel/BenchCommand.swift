@@ -123,10 +123,7 @@ struct BenchCommand: ParsableCommand {
     doc.shapes = ["sampler_batch": s.samplerBatch, "prompt_tokens": s.promptLength, "generated_tokens": s.generated,
                   "train_sequences": s.trainSequences, "train_tokens_per_sequence": s.trainLength,
                   "micro_batch_sequences": s.microBatchSequences]
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    let data = try enc.encode(doc)
+    let data = try JSONOutput.encoder().encode(doc)
     print(String(decoding: data, as: UTF8.self))
   }
 

@@ -87,10 +87,7 @@ enum E2EBench {
                            medianSecondsPerStep: median(rows.map(\.secondsPerStep)) ?? 0,
                            maxPeakRSSMB: rows.map(\.peakRSSMB).max() ?? 0, reachedTarget: reached.count)
     if json {
-      let enc = JSONEncoder()
-      enc.outputFormatting = [.sortedKeys, .prettyPrinted]
-      enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-      print(String(decoding: try enc.encode(report), as: UTF8.self))
+      print(String(decoding: try JSONOutput.encoder(pretty: true).encode(report), as: UTF8.self))
     } else {
       print("seed | cold start | final | steps to +25 | train s to +25 | s/step (sample / score / update) | peak RSS MB | wall s")
       for r in rows {

@@ -149,9 +149,6 @@ struct EvalDocument: Encodable {
   var grad_fd: [[Double]]? = nil, max_fd_deviation: Double? = nil
 
   func encoded() throws -> Data {
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    return try enc.encode(self)
+    try JSONOutput.encoder().encode(self)
   }
 }

@@ -6,6 +6,7 @@
 // the first step (warm-up) is left out. More ranks than cores are oversubscribed: their figures
 // check correctness, not speed. Figures are ratios against K = 1 measured in the same run.
 import Foundation
+import KeelModel
 import KeelRL
 
 struct ScalingRow: Codable {
@@ -56,9 +57,7 @@ enum ScalingBench {
       for i in rows.indices { rows[i].speedup = first.stepSeconds / rows[i].stepSeconds }
     }
     if json {
-      let enc = JSONEncoder()
-      enc.outputFormatting = [.sortedKeys]
-      print(String(decoding: try enc.encode(rows), as: UTF8.self))
+      print(String(decoding: try JSONOutput.encoder().encode(rows), as: UTF8.self))
     } else {
       print("ranks × threads | step s (median) | tokens/s | allreduce s/step | share | bytes/rank/step | speed-up vs first")
       for r in rows {

@@ -195,9 +195,6 @@ struct ScoreDocument: Encodable {
   var results: [Result]
 
   func encoded() throws -> Data {
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    return try enc.encode(self)
+    try JSONOutput.encoder().encode(self)
   }
 }

@@ -101,11 +101,8 @@ struct SftCommand: ParsableCommand {
       var steps: Int, validation_greedy: Double, reached: Bool, seconds: Double, check_seconds: Double, train_seconds: Double
       var mean_step_seconds: Double?, peak_rss_mb: Double, seed: Int, lr: Double, batch: Int, target: Double, check_every: Int
     }
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     let train = r.seconds - r.validationSeconds
-    let data = try enc.encode(Report(steps: r.steps, validation_greedy: r.validationAccuracy, reached: r.validationAccuracy >= target,
+    let data = try JSONOutput.encoder(pretty: true).encode(Report(steps: r.steps, validation_greedy: r.validationAccuracy, reached: r.validationAccuracy >= target,
                                      seconds: r.seconds, check_seconds: r.validationSeconds, train_seconds: train,
                                      mean_step_seconds: r.steps > 0 ? train / Double(r.steps) : nil,
                                      peak_rss_mb: Double(Bench.peakRSS()) / 1_048_576, seed: seed, lr: lr, batch: batch,
