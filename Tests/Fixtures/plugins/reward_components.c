@@ -4,7 +4,7 @@
  *   chars      TOKEN_MEAN     strlen(response)        → Σ chars·tokens / Σ tokens
  *   chars_seq  SEQUENCE_MEAN  strlen(response)        → the mean over samples
  * Test: a reward component's declared reduction is honoured (it used to be always averaged). */
-#include <keel/keel_plugin.h>
+#include "common_reward.h"
 #include <string.h>
 
 static const keel_scalar_decl components[3] = {
@@ -20,8 +20,6 @@ static keel_status create(const keel_host *host, const keel_params *params, void
   return KEEL_OK;
 }
 
-static void destroy(void *instance) { (void)instance; }
-
 static keel_status compute(void *instance, const keel_reward_batch *batch, keel_reward_output *out) {
   (void)instance;
   const char *base = (const char *)batch->samples;
@@ -35,22 +33,4 @@ static keel_status compute(void *instance, const keel_reward_batch *batch, keel_
   return KEEL_OK;
 }
 
-static const keel_reward_vtable vtable = {sizeof(keel_reward_vtable), 3u, components, compute};
-
-static const keel_plugin plugin = {
-    .struct_size = sizeof(keel_plugin),
-    .abi_major = KEEL_ABI_MAJOR,
-    .abi_minor = KEEL_ABI_MINOR,
-    .kind = KEEL_KIND_REWARD,
-    .name = "fixture-components",
-    .version = "0.0.1",
-    .description = "test fixture: reward components with each reduction",
-    .create = create,
-    .destroy = destroy,
-    .vtable = &vtable,
-};
-
-KEEL_EXPORT const keel_plugin *keel_plugin_entry(uint32_t host_abi_major, uint32_t host_abi_minor) {
-  if (host_abi_major != KEEL_ABI_MAJOR || host_abi_minor < KEEL_ABI_MINOR) return NULL;
-  return &plugin;
-}
+FIXTURE_REWARD("fixture-components", "test fixture: reward components with each reduction", create, compute, 3u, components)
