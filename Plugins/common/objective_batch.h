@@ -50,6 +50,13 @@ typedef struct kob_checked {
   double total;     /* the normaliser (finite and > 0 when unmasked > 0) */
 } kob_checked;
 
+/* ABI 1.1: does the host's batch / output carry the distribution-term fields? (A reader checks
+ * struct_size before reading a field appended after 1.0.) */
+#define KOB_BATCH_HAS(b, field)                                                                    \
+  ((b)->struct_size >= offsetof(keel_objective_batch, field) + sizeof((b)->field))
+#define KOB_OUTPUT_HAS(o, field)                                                                   \
+  ((o)->struct_size >= offsetof(keel_objective_output, field) + sizeof((o)->field))
+
 /* KEEL_OK when x is finite; otherwise reports which array, token and response. */
 static inline keel_status kob_finite(const keel_host *host, const char *plugin, const char *array,
                                      float x, int64_t t, int64_t i) {

@@ -57,6 +57,10 @@ static inline keel_status kp_fail_oom(const keel_host *host, const char *plugin)
   {sizeof(keel_param_decl), KEEL_PARAM_BOOL, name, doc, 0.0, def, "", 0.0, 1.0}
 #define KP_STRING(name, doc, def)                                                                  \
   {sizeof(keel_param_decl), KEEL_PARAM_STRING, name, doc, 0.0, 0, def, 0.0, 0.0}
+/* A STRING parameter whose value must be one of `choices` (a static NULL-terminated array of
+ * strings, ABI 1.1): the host refuses any other value before create() runs. */
+#define KP_CHOICE(name, doc, def, choices)                                                         \
+  {sizeof(keel_param_decl), KEEL_PARAM_STRING, name, doc, 0.0, 0, def, 0.0, 0.0, choices}
 #define KP_SCALAR(reduction, name, doc) {sizeof(keel_scalar_decl), reduction, name, doc}
 #define KP_COUNT(array) ((uint32_t)(sizeof(array) / sizeof((array)[0])))
 
@@ -230,6 +234,19 @@ static inline keel_status kp_create_host_only(const keel_host *host, const char 
   m->host = host;
   *out_instance = m;
   return KEEL_OK;
+}
+
+/* ---- Per-instance needs (ABI 1.1) ------------------------------------------------------- */
+
+/* create(): record this instance's KEEL_OBJECTIVE_USES_* bits for the host (keel_params.
+ * instance_flags). Returns 0 when the host's keel_params predates 1.1 (no slot: a 1.0 host
+ * supplies no distribution terms, so a plugin needing them should refuse). */
+static inline int kp_set_instance_flags(const keel_params *params, uint32_t flags) {
+  if (!params || params->struct_size < offsetof(keel_params, instance_flags) + sizeof(uint32_t *) ||
+      !params->instance_flags)
+    return 0;
+  *params->instance_flags = flags;
+  return 1;
 }
 
 /* ---- Entry point ------------------------------------------------------------------------ */

@@ -92,6 +92,60 @@ void kk_logprob_backward(float *dlogits, const float *dlogp, const float *logits
     }
 }
 
+/* ---- Distribution terms (ABI 1.1): scalar loops, double sums in j order ----------------- */
+
+void kk_kl_forward(float *kl, const float *logits, const float *lse, const float *logq,
+                   int64_t R, int64_t V, float inv_temperature) {
+    // kl is (R), logits and logq are (R,V), lse is (R)
+    kk_softmax_check(V, inv_temperature);
+    for (int64_t r = 0; r < R; r++) {
+        const float *row = logits + r * V, *q = logq + r * V;
+        double acc = 0.0;
+        for (int64_t j = 0; j < V; j++) {
+            float lp = row[j] * inv_temperature - lse[r];
+            float p = kk_exp1(lp);
+            if (p != 0.0f) acc += (double)p * ((double)lp - (double)q[j]);
+        }
+        kl[r] = (float)acc;
+    }
+}
+
+void kk_entropy_backward(float *dlogits, const float *dentropy, const float *logits,
+                         const float *lse, const float *entropy, int64_t R, int64_t V,
+                         float inv_temperature) {
+    // dlogits (ACCUMULATE) is (R,V); dentropy, lse, entropy are (R)
+    kk_softmax_check(V, inv_temperature);
+    for (int64_t r = 0; r < R; r++) {
+        if (dentropy[r] == 0.0f) continue;
+        const float *row = logits + r * V;
+        float *drow = dlogits + r * V;
+        const double c = -(double)dentropy[r] * (double)inv_temperature, h = entropy[r];
+        for (int64_t j = 0; j < V; j++) {
+            float lp = row[j] * inv_temperature - lse[r];
+            float p = kk_exp1(lp);
+            if (p != 0.0f) drow[j] += (float)(c * (double)p * ((double)lp + h));
+        }
+    }
+}
+
+void kk_kl_backward(float *dlogits, const float *dkl, const float *logits, const float *lse,
+                    const float *logq, const float *kl, int64_t R, int64_t V,
+                    float inv_temperature) {
+    // dlogits (ACCUMULATE) is (R,V); logq is (R,V); dkl, lse, kl are (R)
+    kk_softmax_check(V, inv_temperature);
+    for (int64_t r = 0; r < R; r++) {
+        if (dkl[r] == 0.0f) continue;
+        const float *row = logits + r * V, *q = logq + r * V;
+        float *drow = dlogits + r * V;
+        const double c = (double)dkl[r] * (double)inv_temperature, k = kl[r];
+        for (int64_t j = 0; j < V; j++) {
+            float lp = row[j] * inv_temperature - lse[r];
+            float p = kk_exp1(lp);
+            if (p != 0.0f) drow[j] += (float)(c * (double)p * ((double)lp - (double)q[j] - k));
+        }
+    }
+}
+
 float kk_logsoftmax_row(float *out, const float *logits, int64_t V, float inv_temperature) {
     // out is (V), logits is (V): out[j] = s_j − lse
     kk_softmax_check(V, inv_temperature);

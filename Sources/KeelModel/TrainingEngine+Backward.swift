@@ -1,12 +1,55 @@
 // TrainingEngine+Backward.swift — backward from ∂loss/∂logp (one value per scored token, as
-// objective plugins return it; cross-entropy for supervised cold start is dlogp = −1/N)
-// through the LM head, every block and the embedding, ACCUMULATING into `grads`.
+// objective plugins return it; cross-entropy for supervised cold start is dlogp = −1/N) and,
+// for ABI 1.1 objectives, from the gradients of distribution terms (entropy, full-vocabulary
+// KL to a frozen distribution, the tempered logits themselves), all chained at the LM head,
+// through every block and the embedding, ACCUMULATING into `grads`.
 // The router's gradient flows through the gates (renormalised over the experts used, natural
 // or replayed) and, if requested, through the load-balancing loss.
 import KeelKernels
 
+/// Gradients of per-position distribution terms, chained at the LM head (all optional).
+public struct DistributionGradients: Sendable {
+  /// ∂loss/∂H per scored position (H = the entropy at the training temperature).
+  public var entropy: [Float]?
+  /// KL(π_θ ‖ q) terms: q as log-prob rows (S, V), the KL values the loss saw, ∂loss/∂KL.
+  public var kl: [(logq: [Float], value: [Float], grad: [Float])]
+  /// ∂loss/∂z, z = logits / T, (S, V).
+  public var logits: [Float]?
+  public init(entropy: [Float]? = nil, kl: [(logq: [Float], value: [Float], grad: [Float])] = [], logits: [Float]? = nil) {
+    self.entropy = entropy
+    self.kl = kl
+    self.logits = logits
+  }
+  public var isEmpty: Bool { entropy == nil && kl.isEmpty && logits == nil }
+}
+
 extension TrainingEngine {
-  public func backward(_ saved: SavedActivations, dlogp: [Float], auxLossCoef: Float = 0) {
+  /// KL(π_θ ‖ q) at every scored position of a saved forward; q as log-prob rows (S, V).
+  public func kl(_ saved: SavedActivations, logq: [Float]) -> [Float] {
+    let S = saved.S, V = config.vocabSize
+    precondition(logq.count == S * V, "logq has \(logq.count) entries for \(S) positions × \(V)")
+    var out = [Float](repeating: 0, count: S)
+    out.withUnsafeMutableBufferPointer { o in
+      logq.withUnsafeBufferPointer { q in
+        let ob = o.baseAddress!, qb = q.baseAddress!
+        compute.parallelRanges(S, grain: 16) { lo, hi in
+          kk_kl_forward(ob + lo, saved.logits.p + lo * V, saved.lse.p + lo, qb + lo * V, Int64(hi - lo), Int64(V), saved.inverseTemperature)
+        }
+      }
+    }
+    return out
+  }
+
+  /// The entropy at every scored position of a saved forward (as the forward returned it).
+  public func entropy(_ saved: SavedActivations) -> [Float] { saved.entropy.array }
+
+  /// z = logits / T at every scored position of a saved forward, (S, V).
+  public func scaledLogits(_ saved: SavedActivations) -> [Float] {
+    let n = saved.S * config.vocabSize, it = saved.inverseTemperature
+    return (0..<n).map { saved.logits.p[$0] * it }
+  }
+
+  public func backward(_ saved: SavedActivations, dlogp: [Float], distribution: DistributionGradients? = nil, auxLossCoef: Float = 0) {
     let c = config, L = store.layout
     let C = c.hiddenSize, V = c.vocabSize
     let R = saved.R, S = saved.S
@@ -19,6 +62,7 @@ extension TrainingEngine {
       kk_logprob_backward(dlogits.p + lo * V, dl.p + lo, saved.logits.p + lo * V, saved.targets.p + lo,
                           saved.lse.p + lo, Int64(hi - lo), Int64(V), saved.inverseTemperature)
     }
+    if let d = distribution, !d.isEmpty { addDistributionGradients(d, to: dlogits, saved: saved) }
     compute.matmulWeightGrad(g + L.lmHead.offset, dlogits.p, saved.finalNormed.p, M: S, N: V, K: C)
     let dnormed = FloatBuffer(S * C)
     compute.matmulInputGrad(dnormed.p, dlogits.p, w: store.w(L.lmHead), M: S, N: V, K: C)
@@ -38,6 +82,37 @@ extension TrainingEngine {
     for r in 0..<R {
       let dst = g + L.embed.offset + Int(saved.batch.tokens[r]) * C, src = dh.p + r * C
       for j in 0..<C { dst[j] += src[j] }
+    }
+  }
+
+  /// dlogits (S,V) += the distribution terms' ∂loss/∂logits, row-parallel (rows independent).
+  func addDistributionGradients(_ d: DistributionGradients, to dlogits: FloatBuffer, saved: SavedActivations) {
+    let S = saved.S, V = config.vocabSize, it = saved.inverseTemperature
+    if let de = d.entropy {
+      precondition(de.count == S, "∂loss/∂entropy has \(de.count) entries for \(S) positions")
+      de.withUnsafeBufferPointer { e in
+        let eb = e.baseAddress!
+        compute.parallelRanges(S, grain: 16) { lo, hi in
+          kk_entropy_backward(dlogits.p + lo * V, eb + lo, saved.logits.p + lo * V, saved.lse.p + lo, saved.entropy.p + lo,
+                              Int64(hi - lo), Int64(V), it)
+        }
+      }
+    }
+    for term in d.kl {
+      precondition(term.grad.count == S && term.value.count == S && term.logq.count == S * V, "KL term shapes do not match \(S) positions")
+      term.grad.withUnsafeBufferPointer { gk in
+      term.value.withUnsafeBufferPointer { vk in
+      term.logq.withUnsafeBufferPointer { q in
+        let gb = gk.baseAddress!, vb = vk.baseAddress!, qb = q.baseAddress!
+        compute.parallelRanges(S, grain: 16) { lo, hi in
+          kk_kl_backward(dlogits.p + lo * V, gb + lo, saved.logits.p + lo * V, saved.lse.p + lo, qb + lo * V, vb + lo,
+                         Int64(hi - lo), Int64(V), it)
+        }
+      }}}
+    }
+    if let gz = d.logits {
+      precondition(gz.count == S * V, "∂loss/∂logits has \(gz.count) entries for \(S) positions × \(V)")
+      for i in 0..<(S * V) where gz[i] != 0 { dlogits.p[i] += it * gz[i] }
     }
   }
 

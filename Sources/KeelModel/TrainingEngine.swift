@@ -54,6 +54,10 @@ public struct ForwardOutput: @unchecked Sendable {
   public var auxLoss: Float
   /// Saved activations for `backward` (nil unless requested).
   public var saved: SavedActivations?
+  /// log π(v | prefix) at the temperature for every scored position and every v, (S, V)
+  /// row-major (nil unless `logProbRows`): what a frozen reference or teacher contributes to
+  /// a full-vocabulary KL.
+  public var logProbRows: [Float]? = nil
 }
 
 /// Everything the backward pass needs from one forward.
@@ -70,6 +74,7 @@ public final class SavedActivations: @unchecked Sendable {
   let finalRstd: FloatBuffer     // [S]
   let logits: FloatBuffer        // [S,V]
   let lse: FloatBuffer           // [S]
+  let entropy: FloatBuffer       // [S] at the temperature (the distribution-term backward needs it)
   init(batch: SequenceBatch, R: Int, S: Int, C: Int, V: Int, positions: Buffer<Int32>, scoredRows: [Int],
        targets: Buffer<Int32>, inverseTemperature: Float) {
     self.batch = batch
@@ -84,7 +89,10 @@ public final class SavedActivations: @unchecked Sendable {
     finalRstd = FloatBuffer(uninitialized: S)
     logits = FloatBuffer(uninitialized: S * V)
     lse = FloatBuffer(uninitialized: S)
+    entropy = FloatBuffer(uninitialized: S)
   }
+  /// Scored positions and vocabulary size.
+  public var scored: Int { S }
 }
 
 final class LayerActivations {
@@ -130,7 +138,7 @@ public final class TrainingEngine: @unchecked Sendable {
   // MARK: forward
 
   public func forward(_ batch: SequenceBatch, temperature: Float = 1, routing: RoutingMode = .natural,
-                      save: Bool = false, auxLossCoef: Float = 0) -> ForwardOutput {
+                      save: Bool = false, auxLossCoef: Float = 0, logProbRows: Bool = false) -> ForwardOutput {
     let c = config, L = store.layout
     let C = c.hiddenSize, H = c.numAttentionHeads, KV = c.numKeyValueHeads, D = c.headDim, V = c.vocabSize
     let R = batch.tokens.count
@@ -181,10 +189,21 @@ public final class TrainingEngine: @unchecked Sendable {
       saved?.layers.append(acts)
       _ = l
     }
-    let (logp, entropy) = head(h, rows: scoredRows, targets: targets, temperature: temperature, saved: saved)
-    if let saved { saved.hiddenFinal.copy(from: h) }
+    let (logp, entropy, logits) = head(h, rows: scoredRows, targets: targets, temperature: temperature, saved: saved)
+    if let saved { saved.hiddenFinal.copy(from: h); saved.entropy.copy(from: entropy) }
+    var rows: [Float]? = nil
+    if logProbRows {
+      var out = [Float](repeating: 0, count: S * V)
+      out.withUnsafeMutableBufferPointer { o in
+        let base = o.baseAddress!
+        compute.parallelRanges(S, grain: 16) { lo, hi in
+          for r in lo..<hi { _ = kk_logsoftmax_row(base + r * V, logits.p + r * V, Int64(V), 1 / temperature) }
+        }
+      }
+      rows = out
+    }
     return ForwardOutput(logp: logp.array, entropy: entropy.array, routing: RoutingRecord(experts: routingOut),
-                         auxLoss: aux, saved: saved)
+                         auxLoss: aux, saved: saved, logProbRows: rows)
   }
 
   /// Each row's position in its sequence (rows, in: the batch), and the rows whose next token is
@@ -210,7 +229,7 @@ public final class TrainingEngine: @unchecked Sendable {
   /// each target at the temperature (logp (S)) and the entropy of each row's distribution (S).
   /// With `saved`, the normed rows, their rstd, the logits and the log-sum-exps are kept there.
   func head(_ h: FloatBuffer, rows: [Int], targets: Buffer<Int32>, temperature: Float, saved: SavedActivations?)
-    -> (logp: FloatBuffer, entropy: FloatBuffer) {
+    -> (logp: FloatBuffer, entropy: FloatBuffer, logits: FloatBuffer) {
     let C = config.hiddenSize, V = config.vocabSize, S = rows.count, L = store.layout
     let hs = FloatBuffer(uninitialized: S * C)
     for (i, r) in rows.enumerated() { (hs.p + i * C).update(from: h.p + r * C, count: C) }
@@ -225,7 +244,7 @@ public final class TrainingEngine: @unchecked Sendable {
       kk_logprob_entropy_forward(logp.p + lo, entropy.p + lo, lse.p + lo, logits.p + lo * V, targets.p + lo,
                                  Int64(hi - lo), Int64(V), 1 / temperature)
     }
-    return (logp, entropy)
+    return (logp, entropy, logits)
   }
 
   /// q/k/v projections, q/k RMSNorm, RoPE, causal attention → acts.att.

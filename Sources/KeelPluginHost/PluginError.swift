@@ -10,15 +10,16 @@ public enum PluginError: Error, CustomStringConvertible, Equatable {
   case untrusted(reference: String, key: String, source: String)
   case loadFailed(path: String, reason: String)
   case missingEntry(path: String, reason: String)
-  case entryReturnedNull(path: String)
+  case entryReturnedNull(path: String, host: ABIVersion, plugin: ABIVersion?)
   case descriptorTooSmall(path: String, size: UInt32, minimum: Int)
   case abiMajorMismatch(path: String, name: String, plugin: (UInt32, UInt32))
-  case abiMinorTooNew(path: String, name: String, plugin: (UInt32, UInt32))
+  case abiMinorTooNew(path: String, name: String, plugin: (UInt32, UInt32), host: ABIVersion)
   case invalidDescriptor(path: String, name: String, reason: String)
   case wrongKind(path: String, name: String, expected: PluginKind, actual: PluginKind)
   case unknownParameter(plugin: String, path: String, key: String, valid: [String])
   case parameterType(plugin: String, path: String, key: String, expected: String, got: String)
   case parameterRange(plugin: String, path: String, key: String, value: Double, min: Double, max: Double)
+  case parameterChoice(plugin: String, path: String, key: String, value: String, choices: [String])
   case createFailed(path: String, name: String, status: Int32, message: String)
   case callFailed(path: String, name: String, function: String, status: Int32, message: String)
   case nonFinite(path: String, name: String, what: String)
@@ -42,14 +43,15 @@ public enum PluginError: Error, CustomStringConvertible, Equatable {
       return "cannot load plugin '\(path)': \(reason). Is it a shared library built for this machine (cc -shared -fPIC), with all its dependencies installed?"
     case .missingEntry(let path, let reason):
       return "'\(path)' is not a Keel plugin: it exports no keel_plugin_entry (\(reason)). Export `const keel_plugin *keel_plugin_entry(uint32_t, uint32_t)` with KEEL_EXPORT (see templates/)."
-    case .entryReturnedNull(let path):
-      return "plugin '\(path)': keel_plugin_entry returned NULL: the plugin refused host ABI \(Self.hostVersion). Rebuild it against this keel's header (`keel plugins include-dir`)."
+    case .entryReturnedNull(let path, let host, let plugin):
+      let built = plugin.map { " (it is built for ABI \($0))" } ?? ""
+      return "plugin '\(path)': keel_plugin_entry returned NULL: the plugin refused host ABI \(host)\(built). Rebuild it against this keel's header (`keel plugins include-dir`), or use a keel that hosts ABI \(plugin.map { "\($0)" } ?? "the plugin's version")."
     case .descriptorTooSmall(let path, let size, let minimum):
       return "plugin '\(path)': descriptor struct_size \(size) is smaller than the ABI 1.0 keel_plugin (\(minimum) bytes). Set struct_size = sizeof(keel_plugin) and rebuild against `keel plugins include-dir`."
     case .abiMajorMismatch(let path, let name, let plugin):
       return "plugin '\(name)' (\(path)) implements ABI \(Self.version(plugin)) but this keel hosts ABI \(Self.hostVersion): major versions differ. Rebuild the plugin against `keel plugins include-dir`, or use a keel with ABI major \(plugin.0)."
-    case .abiMinorTooNew(let path, let name, let plugin):
-      return "plugin '\(name)' (\(path)) needs ABI \(Self.version(plugin)) but this keel hosts ABI \(Self.hostVersion) (older minor). Upgrade keel, or rebuild the plugin against `keel plugins include-dir`."
+    case .abiMinorTooNew(let path, let name, let plugin, let host):
+      return "plugin '\(name)' (\(path)) needs ABI \(Self.version(plugin)) but this keel hosts ABI \(host) (older minor). Upgrade keel, or rebuild the plugin against `keel plugins include-dir`."
     case .invalidDescriptor(let path, let name, let reason):
       return "plugin '\(name)' (\(path)) has an invalid descriptor: \(reason)."
     case .wrongKind(let path, let name, let expected, let actual):
@@ -61,6 +63,8 @@ public enum PluginError: Error, CustomStringConvertible, Equatable {
       return "parameter '\(key)' of plugin '\(plugin)' (\(path)) expects \(expected), got \(got)."
     case .parameterRange(let plugin, let path, let key, let value, let min, let max):
       return "parameter '\(key)' of plugin '\(plugin)' (\(path)) is \(value), outside its range [\(min), \(max)]."
+    case .parameterChoice(let plugin, let path, let key, let value, let choices):
+      return "parameter '\(key)' of plugin '\(plugin)' (\(path)) is '\(value)', not one of \(choices.joined(separator: " | "))."
     case .createFailed(let path, let name, let status, let message):
       return "plugin '\(name)' (\(path)) failed to create an instance (status \(status)): \(message.isEmpty ? "no message" : message)"
     case .callFailed(let path, let name, let function, let status, let message):

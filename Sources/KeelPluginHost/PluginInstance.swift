@@ -53,6 +53,9 @@ public class PluginInstance: @unchecked Sendable {
   let ctx: InstanceContext
   let hostTable: UnsafeMutablePointer<keel_host>
   let lock = Mutex()
+  /// What this instance needs (KEEL_OBJECTIVE_USES_*): the vtable's static flags, or what a 1.1
+  /// plugin's create() wrote to keel_params.instance_flags. Read once, after create.
+  public let needs: UInt32
 
   /// Create an instance. `settings` are validated against the declared parameters first.
   public init(library: PluginLibrary, settings: [String: ParameterValue] = [:], expecting kind: PluginKind? = nil,
@@ -76,7 +79,8 @@ public class PluginInstance: @unchecked Sendable {
     hostTable.initialize(to: h)
     let block = ParameterBlock(parameters)
     var instance: UnsafeMutableRawPointer? = nil
-    let status = block.withParams { params in
+    var flags = library.objectiveFlags
+    let status = block.withParams(flags: &flags) { params in
       keel_guard_enter(PluginGuardLabels.label(library: library, function: "create"))
       defer { keel_guard_leave() }
       return library.descriptor.pointee.create(UnsafePointer(hostTable), params, &instance)
@@ -86,7 +90,18 @@ public class PluginInstance: @unchecked Sendable {
       throw PluginError.createFailed(path: library.path, name: library.name, status: status, message: ctx.lastError)
     }
     handle = instance
+    needs = library.abiMinor >= 1 ? flags : library.objectiveFlags & UInt32(KEEL_OBJECTIVE_USES_REF)
   }
+
+  /// ABI 1.1: this instance's extension table for `id`, or nil (also for 1.0 plugins).
+  public func instanceExtension(_ id: String) throws -> UnsafeRawPointer? {
+    guard library.hasInstanceExtension, let fn = Self.readPrefix(library).get_instance_extension else { return nil }
+    var table: UnsafeRawPointer? = nil
+    try call("get_instance_extension") { table = id.withCString { fn(handle, $0) }; return KEEL_OK }
+    return table
+  }
+
+  static func readPrefix(_ library: PluginLibrary) -> keel_plugin { PluginLibrary.readPrefix(library.descriptor) }
 
   deinit {
     library.descriptor.pointee.destroy(handle)

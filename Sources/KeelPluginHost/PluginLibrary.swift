@@ -66,6 +66,22 @@ public struct ParameterDeclaration: Sendable, Equatable {
   public let defaultValue: ParameterValue
   public let minValue: Double
   public let maxValue: Double
+  /// ABI 1.1: the allowed values of a string parameter (nil = any string).
+  public var choices: [String]? = nil
+}
+
+/// An ABI version (major, minor).
+public struct ABIVersion: Sendable, Equatable, CustomStringConvertible {
+  public var major: UInt32, minor: UInt32
+  public init(_ major: UInt32, _ minor: UInt32) { self.major = major; self.minor = minor }
+  /// The version this host implements (the header's KEEL_ABI_MAJOR.KEEL_ABI_MINOR).
+  public static let host = ABIVersion(UInt32(KEEL_ABI_MAJOR), UInt32(KEEL_ABI_MINOR))
+  public var description: String { "\(major).\(minor)" }
+}
+
+/// Sizes of the structs as ABI 1.0 defined them: the smallest a 1.x writer may send (rule 4.3).
+enum ABI10Size {
+  static let plugin = 112, paramDecl = 64, objectiveVtable = 40
 }
 
 /// A named scalar an objective reports (metric) or a reward reports per sample (component).
@@ -100,14 +116,19 @@ public final class PluginLibrary: @unchecked Sendable {
   public let aggregation: String
   public let objectiveFlags: UInt32
   public let hasState: Bool
+  /// ABI 1.1: the descriptor has get_instance_extension.
+  public let hasInstanceExtension: Bool
   let descriptor: UnsafePointer<keel_plugin>
 
   /// Every library is loaded once per process (dlopen returns the same handle anyway).
   nonisolated(unsafe) private static var cache: [String: PluginLibrary] = [:]
   private static let cacheLock = Mutex()
 
-  public static func load(path: String) throws -> PluginLibrary {
+  /// `hostABI` other than this host's version loads uncached, as a host of that version would
+  /// (the entry receives it and the descriptor is checked against it): how tests play a 1.0 host.
+  public static func load(path: String, hostABI: ABIVersion = .host) throws -> PluginLibrary {
     let resolved = canonicalPath(path)
+    if hostABI != .host { return try PluginLibrary(resolvedPath: resolved, shownPath: path, hostABI: hostABI) }
     return try cacheLock.withLock {
       if let hit = cache[resolved] { return hit }
       let library = try PluginLibrary(resolvedPath: resolved, shownPath: path)
@@ -116,10 +137,10 @@ public final class PluginLibrary: @unchecked Sendable {
     }
   }
 
-  private init(resolvedPath: String, shownPath: String) throws {
-    let d = try Self.openDescriptor(resolvedPath: resolvedPath, shownPath: shownPath)
-    let c = d.pointee
-    let (name, kind) = try Self.checkHeader(c, shownPath: shownPath)
+  private init(resolvedPath: String, shownPath: String, hostABI: ABIVersion = .host) throws {
+    let d = try Self.openDescriptor(resolvedPath: resolvedPath, shownPath: shownPath, hostABI: hostABI)
+    let c = Self.readPrefix(d)
+    let (name, kind) = try Self.checkHeader(c, shownPath: shownPath, hostABI: hostABI)
     func invalid(_ why: String) -> PluginError { .invalidDescriptor(path: shownPath, name: name, reason: why) }
     guard c.create != nil, c.destroy != nil else { throw invalid("create or destroy is NULL") }
     guard c.version != nil, c.description != nil else { throw invalid("version or description is NULL") }
@@ -136,6 +157,7 @@ public final class PluginLibrary: @unchecked Sendable {
     self.abiMajor = c.abi_major
     self.abiMinor = c.abi_minor
     self.hasState = stateFns[0]
+    self.hasInstanceExtension = c.get_instance_extension != nil
     self.descriptor = d
     self.parameters = try Self.readParameters(c, invalid: invalid)
     let vtable = try Self.readVtable(c, kind: kind, invalid: invalid)
@@ -146,7 +168,7 @@ public final class PluginLibrary: @unchecked Sendable {
 
   /// dlopens the file, calls its keel_plugin_entry with the host ABI version and returns the
   /// descriptor, once its struct_size shows it is at least as large as the host's keel_plugin.
-  private static func openDescriptor(resolvedPath: String, shownPath: String) throws -> UnsafePointer<keel_plugin> {
+  private static func openDescriptor(resolvedPath: String, shownPath: String, hostABI: ABIVersion) throws -> UnsafePointer<keel_plugin> {
     var isDirectory = false
     guard fileExists(resolvedPath, isDirectory: &isDirectory), !isDirectory else {
       throw PluginError.fileNotFound(path: shownPath)
@@ -164,28 +186,43 @@ public final class PluginLibrary: @unchecked Sendable {
       throw PluginError.missingEntry(path: shownPath, reason: reason)
     }
     let entry = unsafeBitCast(symbol, to: keel_plugin_entry_fn.self)
-    guard let d = entry(UInt32(KEEL_ABI_MAJOR), UInt32(KEEL_ABI_MINOR)) else {
-      throw PluginError.entryReturnedNull(path: shownPath)
+    guard let d = entry(hostABI.major, hostABI.minor) else {
+      // The entry refused this host. Ask once more as the newest host of this major, only to
+      // name the plugin's own version in the message (the entry is pure: rule 6.1).
+      var built: ABIVersion? = nil
+      if let probe = entry(hostABI.major, UInt32.max), Int(UnsafeRawPointer(probe).load(as: UInt32.self)) >= ABI10Size.plugin {
+        built = ABIVersion(probe.pointee.abi_major, probe.pointee.abi_minor)
+      }
+      throw PluginError.entryReturnedNull(path: shownPath, host: hostABI, plugin: built)
     }
     // Read struct_size before anything else: a short descriptor must not be read past its end.
     let size = UnsafeRawPointer(d).load(as: UInt32.self)
-    guard Int(size) >= MemoryLayout<keel_plugin>.size else {
-      throw PluginError.descriptorTooSmall(path: shownPath, size: size, minimum: MemoryLayout<keel_plugin>.size)
+    guard Int(size) >= ABI10Size.plugin else {
+      throw PluginError.descriptorTooSmall(path: shownPath, size: size, minimum: ABI10Size.plugin)
     }
     return d
   }
 
+  /// The descriptor as this host sees it: the writer's struct_size bytes, and fields appended
+  /// after it (a 1.0 plugin's get_instance_extension) zero.
+  static func readPrefix(_ d: UnsafePointer<keel_plugin>) -> keel_plugin {
+    var c = keel_plugin()
+    let n = min(Int(d.pointee.struct_size), MemoryLayout<keel_plugin>.size)
+    withUnsafeMutableBytes(of: &c) { $0.baseAddress!.copyMemory(from: UnsafeRawPointer(d), byteCount: n) }
+    return c
+  }
+
   /// The descriptor's name and kind, once its name, ABI version and kind are checked.
-  private static func checkHeader(_ c: keel_plugin, shownPath: String) throws -> (name: String, kind: PluginKind) {
+  private static func checkHeader(_ c: keel_plugin, shownPath: String, hostABI: ABIVersion) throws -> (name: String, kind: PluginKind) {
     let name = c.name.map { String(cString: $0) } ?? ""
     guard !name.isEmpty else {
       throw PluginError.invalidDescriptor(path: shownPath, name: "?", reason: "name is NULL or empty")
     }
-    guard c.abi_major == UInt32(KEEL_ABI_MAJOR) else {
+    guard c.abi_major == hostABI.major else {
       throw PluginError.abiMajorMismatch(path: shownPath, name: name, plugin: (c.abi_major, c.abi_minor))
     }
-    guard c.abi_minor <= UInt32(KEEL_ABI_MINOR) else {
-      throw PluginError.abiMinorTooNew(path: shownPath, name: name, plugin: (c.abi_major, c.abi_minor))
+    guard c.abi_minor <= hostABI.minor else {
+      throw PluginError.abiMinorTooNew(path: shownPath, name: name, plugin: (c.abi_major, c.abi_minor), host: hostABI)
     }
     guard let kind = PluginKind(rawValue: c.kind) else {
       throw PluginError.invalidDescriptor(path: shownPath, name: name, reason: "unknown kind \(c.kind) (1 objective, 2 reward, 3 baseline)")
@@ -203,8 +240,8 @@ public final class PluginLibrary: @unchecked Sendable {
     switch kind {
     case .objective:
       let v = c.vtable.assumingMemoryBound(to: keel_objective_vtable.self)
-      guard Int(v.pointee.struct_size) >= MemoryLayout<keel_objective_vtable>.size else {
-        throw invalid("objective vtable struct_size \(v.pointee.struct_size) < \(MemoryLayout<keel_objective_vtable>.size)")
+      guard Int(v.pointee.struct_size) >= ABI10Size.objectiveVtable else {
+        throw invalid("objective vtable struct_size \(v.pointee.struct_size) < \(ABI10Size.objectiveVtable)")
       }
       guard v.pointee.compute != nil else { throw invalid("objective compute is NULL") }
       guard v.pointee.aggregation != nil else { throw invalid("objective aggregation is NULL (say how the loss is normalised, e.g. \"token-mean\")") }
@@ -232,11 +269,16 @@ public final class PluginLibrary: @unchecked Sendable {
     guard c.param_count > 0 else { return [] }
     guard let params = c.params else { throw invalid("param_count is \(c.param_count) but params is NULL") }
     var out: [ParameterDeclaration] = []
+    // An array of the writer's type: its stride is the elements' struct_size (rule 4.4).
+    let stride = Int(params.pointee.struct_size)
     for i in 0..<Int(c.param_count) {
-      let p = params[i]
-      guard Int(p.struct_size) >= MemoryLayout<keel_param_decl>.size else {
-        throw invalid("parameter #\(i) has struct_size \(p.struct_size) < \(MemoryLayout<keel_param_decl>.size)")
+      let element = UnsafeRawPointer(params) + i * stride
+      let size = Int(element.load(as: UInt32.self))
+      guard size >= ABI10Size.paramDecl, size == stride else {
+        throw invalid("parameter #\(i) has struct_size \(size) (needs >= \(ABI10Size.paramDecl), the same for every element)")
       }
+      var p = keel_param_decl()
+      withUnsafeMutableBytes(of: &p) { $0.baseAddress!.copyMemory(from: element, byteCount: min(size, MemoryLayout<keel_param_decl>.size)) }
       guard let namePtr = p.name, case let pname = String(cString: namePtr), !pname.isEmpty else {
         throw invalid("parameter #\(i) has no name")
       }
@@ -251,8 +293,22 @@ public final class PluginLibrary: @unchecked Sendable {
       }
       let lo = p.min_value.isNaN ? -Double.infinity : p.min_value
       let hi = p.max_value.isNaN ? Double.infinity : p.max_value
-      out.append(ParameterDeclaration(name: pname, type: type, doc: p.doc.map { String(cString: $0) } ?? "",
-                                      defaultValue: value, minValue: lo, maxValue: hi))
+      var decl = ParameterDeclaration(name: pname, type: type, doc: p.doc.map { String(cString: $0) } ?? "",
+                                      defaultValue: value, minValue: lo, maxValue: hi)
+      if let list = p.choices {
+        guard type == .string else { throw invalid("parameter '\(pname)' declares choices but is not a string") }
+        var choices: [String] = []
+        while let item = list[choices.count] {
+          choices.append(String(cString: item))
+          guard choices.count <= 256 else { throw invalid("parameter '\(pname)' has more than 256 choices (is the list NULL-terminated?)") }
+        }
+        guard !choices.isEmpty else { throw invalid("parameter '\(pname)' has an empty choices list (use NULL for any string)") }
+        guard case .string(let d) = value, choices.contains(d) else {
+          throw invalid("parameter '\(pname)' has default \(value), not one of its choices \(choices.joined(separator: " | "))")
+        }
+        decl.choices = choices
+      }
+      out.append(decl)
     }
     return out
   }

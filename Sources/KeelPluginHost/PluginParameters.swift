@@ -42,7 +42,7 @@ extension PluginLibrary {
       case "false", "0", "no", "off": return .bool(false)
       default: throw bad
       }
-    case .string: return .string(text)
+    case .string: return try coerce(.string(text), to: decl)
     }
   }
 
@@ -61,7 +61,11 @@ extension PluginLibrary {
     case (.int, .int(let v)): try checkRange(Double(v)); return .int(v)
     case (.int, .float(let v)) where v.rounded() == v && abs(v) < 9e15: try checkRange(v); return .int(Int64(v))
     case (.bool, .bool(let v)): return .bool(v)
-    case (.string, .string(let v)): return .string(v)
+    case (.string, .string(let v)):
+      if let choices = decl.choices, !choices.contains(v) {
+        throw PluginError.parameterChoice(plugin: name, path: path, key: decl.name, value: v, choices: choices)
+      }
+      return .string(v)
     default: throw mismatch
     }
   }
@@ -96,11 +100,13 @@ final class ParameterBlock {
     }
   }
 
-  func withParams<T>(_ body: (UnsafePointer<keel_params>) throws -> T) rethrows -> T {
+  /// `flags`: keel_params.instance_flags — holds the static flags on entry; create() may overwrite.
+  func withParams<T>(flags: UnsafeMutablePointer<UInt32>, _ body: (UnsafePointer<keel_params>) throws -> T) rethrows -> T {
     var p = keel_params()
     p.struct_size = UInt32(MemoryLayout<keel_params>.size)
     p.count = UInt32(count)
     p.values = UnsafePointer(values)
+    p.instance_flags = flags
     return try withUnsafePointer(to: &p) { try body($0) }
   }
 

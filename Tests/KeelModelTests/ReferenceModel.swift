@@ -68,7 +68,7 @@ struct ReferenceModel {
 
   /// log-probs of tokens[t+1] at positions t = 0..T-2 (temperature T), entropies, and the
   /// experts chosen per sparse layer per position (forced ones if given).
-  func run(_ tokens: [Int32], temperature: Double = 1, forced: [[Int32]]? = nil) -> (logp: [Double], entropy: [Double], experts: [[Int32]]) {
+  func run(_ tokens: [Int32], temperature: Double = 1, forced: [[Int32]]? = nil) -> (logp: [Double], entropy: [Double], experts: [[Int32]], z: [[Double]]) {
     let c = config
     let C = c.hiddenSize, H = c.numAttentionHeads, KV = c.numKeyValueHeads, D = c.headDim, T = tokens.count
     var h: [[Double]] = []
@@ -147,10 +147,11 @@ struct ReferenceModel {
       if slots.isSparse { chosen.append(layerExperts); sparse += 1 }
       h = h2
     }
-    var logp: [Double] = [], ent: [Double] = []
+    var logp: [Double] = [], ent: [Double] = [], zs: [[Double]] = []
     for t in 0..<(T - 1) {
       var logits = linear(rmsnorm(h[t], layout.finalNorm), layout.lmHead)
       for i in 0..<logits.count { logits[i] /= temperature }
+      zs.append(logits)
       let m = logits.max()!
       var z = 0.0
       for l in logits { z += exp(l - m) }
@@ -160,6 +161,6 @@ struct ReferenceModel {
       for l in logits { e -= exp(l - lse) * (l - lse) }
       ent.append(e)
     }
-    return (logp, ent, chosen)
+    return (logp, ent, chosen, zs)
   }
 }

@@ -143,6 +143,21 @@ void kk_logprob_entropy_forward(float *logp, float *entropy, float *lse,
 void kk_logprob_backward(float *dlogits, const float *dlogp, const float *logits,
                          const int32_t *targets, const float *lse, int64_t R, int64_t V,
                          float inv_temperature);
+/* Distribution terms of row r (ABI 1.1 objectives), with p_j = exp(s_j − lse[r]) and the
+ * entropy H[r] as kk_logprob_entropy_forward gives it. Sums in double over j in order.
+ * KL to another distribution q, given as log-probs logq (R,V) (another model's
+ * kk_logsoftmax_row at the same temperature): kl[r] = Σ_j p_j (s_j − lse − logq_j). */
+void kk_kl_forward(float *kl, const float *logits, const float *lse, const float *logq,
+                   int64_t R, int64_t V, float inv_temperature);
+/* dlogits (R,V) ACCUMULATED: += inv_temperature · dentropy[r] · ∂H/∂s_j
+ *   = −inv_temperature · dentropy[r] · p_j (log p_j + H[r]). */
+void kk_entropy_backward(float *dlogits, const float *dentropy, const float *logits,
+                         const float *lse, const float *entropy, int64_t R, int64_t V,
+                         float inv_temperature);
+/* dlogits (R,V) ACCUMULATED: += inv_temperature · dkl[r] · p_j (log p_j − logq_j − kl[r]). */
+void kk_kl_backward(float *dlogits, const float *dkl, const float *logits, const float *lse,
+                    const float *logq, const float *kl, int64_t R, int64_t V,
+                    float inv_temperature);
 /* Sampler: out[j] = s_j − lse for the whole row; returns lse. */
 float kk_logsoftmax_row(float *out, const float *logits, int64_t V, float inv_temperature);
 /* Sampler and router: probs[j] = exp(s_j − m) / Z (same m, Z as above); returns lse. */

@@ -1,5 +1,5 @@
 /*
- * keel/keel_plugin.h — the Keel plugin ABI, version 1.0. THE source of truth.
+ * keel/keel_plugin.h — the Keel plugin ABI, version 1.1. THE source of truth.
  *
  * A Keel plugin is a shared library that exports exactly one function,
  * `keel_plugin_entry`, returning a descriptor (`keel_plugin`) of one of three kinds:
@@ -24,6 +24,12 @@
  *    different threads. No call relies on thread-local state of a particular thread.
  *  - Per-run state lives in instances (create/destroy); a plugin keeps no mutable globals
  *    (the same library may back several instances with different parameters).
+ *  - Every function pointer carries a contract line, CLAP-style:
+ *      [thread] who may call it and from where   [when] when the host calls it
+ *      [keeps]  what the callee may keep after returning   [never] what it must never do
+ *  - 1.1 appended: distribution terms and full logits for objectives (keel_objective_batch /
+ *    keel_objective_output), per-instance needs written by create (keel_params.instance_flags),
+ *    `choices` on string parameters, get_instance_extension. A 1.0 plugin never sees them.
  */
 #ifndef KEEL_PLUGIN_H
 #define KEEL_PLUGIN_H
@@ -40,7 +46,7 @@ extern "C" {
  * Minor: bumped when fields or extensions are appended. A host of version H.h loads a
  * plugin of version P.p iff P == H and p <= h. */
 #define KEEL_ABI_MAJOR 1
-#define KEEL_ABI_MINOR 0
+#define KEEL_ABI_MINOR 1
 
 #if defined(_WIN32)
 #define KEEL_EXPORT __declspec(dllexport)
@@ -72,18 +78,21 @@ typedef uint32_t keel_log_level;
 
 /* ---- The host table ----------------------------------------------------------------------
  * Given to create(). Owned by the host; valid until destroy() of the instance returns.
- * The host gives every instance its own table, so messages are attributed to the instance.
- * Both functions may be called from inside any plugin call, on the calling thread. */
+ * The host gives every instance its own table, so messages are attributed to the instance. */
 typedef struct keel_host {
   uint32_t struct_size;
   uint32_t abi_major; /* the host's KEEL_ABI_MAJOR */
   uint32_t abi_minor; /* the host's KEEL_ABI_MINOR */
   uint32_t reserved0;
   void *context; /* host-private; pass the table back unchanged */
-  /* Log a line (copied by the host before returning). */
+  /* Log a line.
+   * [thread] the plugin, from inside any of its calls, on the calling thread
+   * [when] any time during a call   [keeps] the host copies `message` before returning
+   * [never] call it from a thread the plugin started, or after destroy() */
   void (*log)(const struct keel_host *host, keel_log_level level, const char *message);
-  /* Record why the current call fails (copied). Call it before returning a non-zero status;
-   * the host shows it with the plugin's path and name. The last call before the status wins. */
+  /* Record why the current call fails; the host shows it with the plugin's path and name.
+   * [thread] as log   [when] before returning a non-zero status; the last call wins
+   * [keeps] copied by the host   [never] as log */
   void (*error)(const struct keel_host *host, const char *message);
 } keel_host;
 
@@ -107,6 +116,10 @@ typedef struct keel_param_decl {
   const char *default_s; /* default for STRING (may be "") */
   double min_value; /* inclusive bounds for FLOAT and INT; use -HUGE_VAL/HUGE_VAL for none */
   double max_value;
+  /* 1.1, STRING only, optional: the allowed values as a NULL-terminated array (NULL = any
+   * string). The host refuses any other value before create(), naming the parameter and
+   * listing these; the default must be one of them. Static storage, like the rest. */
+  const char *const *choices;
 } keel_param_decl;
 
 typedef struct keel_param_value {
@@ -121,7 +134,12 @@ typedef struct keel_param_value {
 typedef struct keel_params {
   uint32_t struct_size;
   uint32_t count; /* == the descriptor's param_count */
-  const keel_param_value *values;
+  const keel_param_value *values; /* [count], stride values[0].struct_size (rule 4.4) */
+  /* 1.1 (present when struct_size covers it): the instance's needs, host-owned. On entry to
+   * create() it holds the objective vtable's static `flags` (0 for other kinds); an objective's
+   * create() may overwrite it with this instance's KEEL_OBJECTIVE_USES_* bits. The host reads
+   * it once, after create() returns, and supplies exactly those inputs to every call. */
+  uint32_t *instance_flags;
 } keel_params;
 
 /* ---- Named scalars (objective metrics, reward components) -------------------------------
@@ -173,6 +191,23 @@ typedef struct keel_objective_batch {
   double total_sequences;       /* responses in the optimizer-step batch (>= num_sequences) */
   double total_tokens;          /* unmasked tokens in the optimizer-step batch */
   int64_t max_response_tokens;  /* the sampler's max_tokens (a constant for Dr.GRPO-style norms) */
+  /* ---- 1.1: distribution terms (read only when struct_size covers them). Each is NULL
+   * unless the instance's flags ask for it. All are per scored token, of the distribution
+   * that predicts it, at the training (= sampling) temperature T, computed by the host over
+   * the whole vocabulary in float32 from this call's forward: values, not functions — the
+   * plugin returns ∂loss/∂(term) in the matching output slot and the host chains it through
+   * the model's backward. Like logp, a term is "live" (differentiated); a constant derived
+   * from it (a mask, a top-k choice) is treated as such by the plugin. */
+  const float *entropy;      /* [num_tokens] H(π_θ(·|prefix)) = -Σ_v p_v log p_v (USES_ENTROPY) */
+  const float *kl_ref;       /* [num_tokens] KL(π_θ ‖ π_ref) = Σ_v p_v (log p_v - log q_v),
+                                full vocabulary (USES_REF_KL; needs train.kl_ref) */
+  const float *logp_teacher; /* [num_tokens] log π_teacher(token), frozen (USES_TEACHER;
+                                needs train.teacher) */
+  const float *kl_teacher;   /* [num_tokens] KL(π_θ ‖ π_teacher), full vocabulary
+                                (USES_TEACHER_KL; needs train.teacher) */
+  int64_t vocab_size;        /* V, always set by a 1.1 host */
+  const float *logits;       /* [num_tokens * vocab_size] z = logits / T of π_θ, row per token,
+                                so softmax(z) = π_θ(·|prefix) (USES_LOGITS); borrowed */
 } keel_objective_batch;
 
 typedef struct keel_objective_output {
@@ -182,9 +217,22 @@ typedef struct keel_objective_output {
   float *grad_logp;      /* [num_tokens] out: ∂loss/∂logp; host-zeroed, plugin overwrites.
                             Masked tokens must get 0. */
   double *metrics;       /* [metric_count] out: one value per declared metric */
+  /* ---- 1.1 (present when struct_size covers them): gradients of the distribution terms,
+   * host-zeroed, NULL exactly when the matching input is NULL. Masked tokens must get 0. */
+  float *grad_entropy;    /* [num_tokens] out: ∂loss/∂entropy */
+  float *grad_kl_ref;     /* [num_tokens] out: ∂loss/∂kl_ref */
+  float *grad_kl_teacher; /* [num_tokens] out: ∂loss/∂kl_teacher */
+  float *grad_logits;     /* [num_tokens * vocab_size] out: ∂loss/∂z (z = logits / T) */
 } keel_objective_output;
 
-#define KEEL_OBJECTIVE_USES_REF 1u /* flags: the objective reads logp_ref (host must supply it) */
+/* Objective needs: the vtable's static `flags`, or (1.1) per instance, written by create()
+ * into keel_params.instance_flags. The host supplies an input only when its bit is set. */
+#define KEEL_OBJECTIVE_USES_REF 1u        /* logp_ref (train.kl_ref)                        */
+#define KEEL_OBJECTIVE_USES_ENTROPY 2u    /* 1.1: entropy, grad_entropy                      */
+#define KEEL_OBJECTIVE_USES_REF_KL 4u     /* 1.1: kl_ref, grad_kl_ref (train.kl_ref)         */
+#define KEEL_OBJECTIVE_USES_TEACHER 8u    /* 1.1: logp_teacher (train.teacher)               */
+#define KEEL_OBJECTIVE_USES_TEACHER_KL 16u /* 1.1: kl_teacher, grad_kl_teacher (train.teacher) */
+#define KEEL_OBJECTIVE_USES_LOGITS 32u    /* 1.1: logits, grad_logits                         */
 
 typedef struct keel_objective_vtable {
   uint32_t struct_size;
@@ -193,9 +241,12 @@ typedef struct keel_objective_vtable {
   uint32_t reserved0;
   const keel_scalar_decl *metrics;
   const char *aggregation; /* e.g. "seq-mean-token-sum": how the loss is normalised */
-  /* Compute loss, gradient and metrics for one call. Must not keep pointers into batch or
-   * out after returning. NaN/Inf inputs: return KEEL_ERR_NUMERIC (with host->error) or write
-   * NaN outputs, which the host reports; never crash. */
+  /* Loss, gradients and metrics for one call (one micro-batch).
+   * [thread] any host thread; never two calls of one instance at once
+   * [when] once per micro-batch of every update, and by `keel plugins eval/check`
+   * [keeps] nothing: no pointer into batch or out survives the call
+   * [never] crash on NaN/Inf input (return KEEL_ERR_NUMERIC after host->error, or write NaN,
+   *         which the host reports); write outside the output slots' sizes */
   keel_status (*compute)(void *instance, const keel_objective_batch *batch,
                          keel_objective_output *out);
 } keel_objective_vtable;
@@ -234,6 +285,10 @@ typedef struct keel_reward_vtable {
   uint32_t struct_size;
   uint32_t component_count;
   const keel_scalar_decl *components;
+  /* One score per response (and its components).
+   * [thread] any host thread; never two calls of one instance at once
+   * [when] once per global step (for every rank's responses), and by `keel score` / eval
+   * [keeps] nothing from batch or out   [never] crash on any text or ids */
   keel_status (*compute)(void *instance, const keel_reward_batch *batch, keel_reward_output *out);
 } keel_reward_vtable;
 
@@ -256,6 +311,10 @@ typedef struct keel_baseline_output {
 typedef struct keel_baseline_vtable {
   uint32_t struct_size;
   uint32_t reserved0;
+  /* One advantage per response from the batch's rewards.
+   * [thread] any host thread; never two calls of one instance at once
+   * [when] once per global step, after the rewards   [keeps] nothing from batch or out
+   * [never] crash on an empty batch or groups of size 1 */
   keel_status (*compute)(void *instance, const keel_baseline_batch *batch,
                          keel_baseline_output *out);
 } keel_baseline_vtable;
@@ -274,13 +333,18 @@ typedef struct keel_plugin {
   uint32_t param_count;
   uint32_t reserved0;
   const keel_param_decl *params; /* [param_count] (may be NULL when 0) */
-  /* Make an instance. On failure call host->error and return non-zero; *out_instance unset.
-   * `host` stays valid until destroy(instance) returns. Any thread. */
+  /* Make an instance; (1.1) an objective may write its needs to params->instance_flags.
+   * [thread] any   [when] once per instance, before any other call on it
+   * [keeps] `host` (valid until destroy returns); NOT params or its strings (copy them)
+   * [never] leave *out_instance set on failure (call host->error, return non-zero) */
   keel_status (*create)(const keel_host *host, const keel_params *params, void **out_instance);
-  /* Free an instance. Called once per successful create. Any thread. */
+  /* Free an instance.
+   * [thread] any   [when] exactly once per successful create, after its last call
+   * [keeps] nothing: the instance and its host table are gone   [never] call the host */
   void (*destroy)(void *instance);
-  /* Optional (may be NULL): return an extension table for a string id such as
-   * "org.example.my-extension/1", or NULL if unsupported. The pointer stays valid forever. */
+  /* Optional (NULL = none): an extension table for an id such as "org.example.ext/1", or NULL.
+   * [thread] any, concurrently   [when] any time after the entry   [keeps] n/a: must be pure;
+   * the returned table is static, valid forever   [never] depend on an instance (see below) */
   const void *(*get_extension)(const char *extension_id);
   /* The kind's function table: keel_objective_vtable, keel_reward_vtable or
    * keel_baseline_vtable, according to `kind`. */
@@ -288,14 +352,24 @@ typedef struct keel_plugin {
   /* Optional persistent state (all three NULL, or all three set): state_size returns the
    * byte size of the blob save_state writes; load_state restores it exactly, so a resumed
    * run continues bit for bit. Called between compute calls only. */
+  /* [thread] any, one call per instance at a time   [when] between compute calls only
+   * (checkpoint save / resume)   [keeps] nothing from `buffer`
+   * [never] write more than `size` bytes; accept a blob that does not fit (KEEL_ERR_STATE) */
   keel_status (*state_size)(void *instance, uint64_t *out_size);
   keel_status (*save_state)(void *instance, void *buffer, uint64_t size);
   keel_status (*load_state)(void *instance, const void *buffer, uint64_t size);
+  /* 1.1, optional (NULL = none; read only when struct_size covers it): an extension table of
+   * this instance for an id, or NULL.
+   * [thread] any, one call per instance at a time   [when] after create, before destroy
+   * [keeps] the table may point into the instance: valid until destroy(instance)
+   * [never] allocate per query (return the same table for the same id) */
+  const void *(*get_instance_extension)(void *instance, const char *extension_id);
 } keel_plugin;
 
-/* The one exported symbol. Called once per process per library, before anything else; may
- * be called again (must return the same pointer). Returns NULL when the plugin refuses the
- * host's ABI version (the host reports both versions). Must not allocate per-call state. */
+/* The one exported symbol. Returns the descriptor, or NULL to refuse the host's ABI version
+ * (the host reports both versions).
+ * [thread] any   [when] once per process per library, before anything else; may be called
+ * again and must return the same pointer   [keeps] n/a   [never] allocate per-call state */
 typedef const keel_plugin *(*keel_plugin_entry_fn)(uint32_t host_abi_major,
                                                    uint32_t host_abi_minor);
 #define KEEL_PLUGIN_ENTRY_SYMBOL "keel_plugin_entry"
