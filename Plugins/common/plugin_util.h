@@ -50,13 +50,13 @@ static inline keel_status kp_fail_oom(const keel_host *host, const char *plugin)
 
 /* ---- Declaration shorthands (the fields a declaration of that type leaves unused are 0/"") */
 #define KP_FLOAT(name, doc, def, lo, hi)                                                           \
-  {sizeof(keel_param_decl), KEEL_PARAM_FLOAT, name, doc, def, 0, "", lo, hi}
+  {sizeof(keel_param_decl), KEEL_PARAM_FLOAT, name, doc, def, 0, "", lo, hi, NULL}
 #define KP_INT(name, doc, def, lo, hi)                                                             \
-  {sizeof(keel_param_decl), KEEL_PARAM_INT, name, doc, 0.0, def, "", lo, hi}
+  {sizeof(keel_param_decl), KEEL_PARAM_INT, name, doc, 0.0, def, "", lo, hi, NULL}
 #define KP_BOOL(name, doc, def)                                                                    \
-  {sizeof(keel_param_decl), KEEL_PARAM_BOOL, name, doc, 0.0, def, "", 0.0, 1.0}
+  {sizeof(keel_param_decl), KEEL_PARAM_BOOL, name, doc, 0.0, def, "", 0.0, 1.0, NULL}
 #define KP_STRING(name, doc, def)                                                                  \
-  {sizeof(keel_param_decl), KEEL_PARAM_STRING, name, doc, 0.0, 0, def, 0.0, 0.0}
+  {sizeof(keel_param_decl), KEEL_PARAM_STRING, name, doc, 0.0, 0, def, 0.0, 0.0, NULL}
 /* A STRING parameter whose value must be one of `choices` (a static NULL-terminated array of
  * strings, ABI 1.1): the host refuses any other value before create() runs. */
 #define KP_CHOICE(name, doc, def, choices)                                                         \
