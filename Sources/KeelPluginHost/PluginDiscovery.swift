@@ -1,7 +1,8 @@
 // PluginDiscovery.swift — finding plugins. A reference is either a path (contains '/' or
 // ends in .so) or a name. Names are searched, in order, in the directories of
-// KEEL_PLUGIN_PATH (':'-separated) and then the built-in directory (where the running keel
-// binary lives, which is where SwiftPM puts the built-in plugin libraries). The first
+// KEEL_PLUGIN_PATH (':'-separated) and then the built-in directory: PREFIX/lib/keel/plugins
+// for an installed keel (PREFIX/bin/keel, scripts/install.sh), else the directory the running
+// keel binary lives in, which is where SwiftPM puts the built-in plugin libraries. The first
 // library whose descriptor has that name wins: the conventional file names first
 // (libkeel-NAME.so, libNAME.so, NAME.so), then every library that exports keel_plugin_entry
 // by its ELF symbol table (others are never loaded). Trust: PluginTrust.swift.
@@ -19,7 +20,18 @@ public struct PluginDiscovery: Sendable {
   public static func standard(environment: [String: String]? = nil) -> PluginDiscovery {
     let value = environment?["KEEL_PLUGIN_PATH"] ?? getenv("KEEL_PLUGIN_PATH").map { String(cString: $0) } ?? ""
     let user = value.split(separator: ":").map(String.init).filter { !$0.isEmpty }
-    return PluginDiscovery(directories: user + [builtinDirectory])
+    return PluginDiscovery(directories: user + [builtinPluginDirectory])
+  }
+
+  /// Where the built-in plugins are: PREFIX/lib/keel/plugins when the running executable is
+  /// PREFIX/bin/keel of an install (scripts/install.sh) and that directory exists; otherwise
+  /// the executable's own directory (SwiftPM's bin directory: keel, the plugins, the tests).
+  public static var builtinPluginDirectory: String {
+    let bin = builtinDirectory
+    guard let slash = bin.lastIndex(of: "/") else { return bin }
+    let installed = String(bin[..<slash]) + "/lib/keel/plugins"
+    var isDirectory = false
+    return fileExists(installed, isDirectory: &isDirectory) && isDirectory ? installed : bin
   }
 
   public init(directories: [String]) { self.directories = directories }

@@ -26,7 +26,8 @@ struct NewPluginCommand: ParsableCommand {
 
   func run() throws {
     guard let templates = KeelPaths.templatesDirectory() else {
-      throw ValidationError("cannot find templates/: set KEEL_HOME to the Keel source directory")
+      let installed = (KeelPaths.installPrefix ?? "PREFIX") + "/share/keel/templates"
+      throw ValidationError("cannot find the templates in \(installed) (scripts/install.sh) or the source tree: set KEEL_HOME to a Keel source directory or install prefix")
     }
     let fm = FileManager.default
     let source = "\(templates)/\(lang)/\(kind)"

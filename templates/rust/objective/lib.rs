@@ -1,14 +1,30 @@
 //! lib.rs — objective "keel-template-objective", a Rust starting point for a Keel objective
-//! plugin (ABI 1.0).
+//! plugin (ABI 1.1). The same objective, with the same parameters and the same arithmetic, is
+//! in templates/c/objective/plugin.c and templates/swift/objective/Plugin.swift.
 //!
-//! Formula (EDIT HERE, in `compute` below): token-level REINFORCE with a truncated importance
-//! weight against the sampler, the weight taken from logp_frozen so it carries no gradient:
-//!     loss          = −(1/S) Σ_t m_t · sg[min(exp(frozen_t − logp_rollout_t), cap)] · Â_t · logp_t
-//!     ∂loss/∂logp_t = −m_t · min(exp(frozen_t − logp_rollout_t), cap) · Â_t / S
-//! S = total_sequences (the whole optimizer-step batch): never divide by counts of the call.
-//! One FLOAT parameter `cap` (default 5, range [1e-9, +inf]); one metric `is_weight_mean`
-//! (TOKEN_MEAN); aggregation "seq-mean-token-sum". A NaN/Inf input on an unmasked token is
-//! KEEL_ERR_NUMERIC; unmasked tokens with total_sequences <= 0 are KEEL_ERR_INVALID_ARGUMENT.
+//! Formula (EDIT HERE, in `compute_batch` below): PPO's clipped surrogate, token-mean, with an
+//! optional entropy bonus, as a loss to MINIMISE (T = total_tokens of the whole step):
+//!     L    = (1/T) Σ_t m_t ℓ_t − entropy_coef · (1/T) Σ_t m_t H_t
+//!     ℓ_t  = max(−A_t r_t, −A_t clip(r_t, 1 − eps, 1 + eps)),  r_t = exp(logp_t − base_t)
+//!     base_t = logp_old_t (ratio_to = "old") or logp_rollout_t (ratio_to = "rollout")
+//! Stop-gradients: the branch is a constant, decided from ρ_t = exp(frozen_t − base_t)
+//! (frozen = logp_frozen, or logp when NULL): A > 0 and ρ > 1 + eps, or A < 0 and ρ < 1 − eps
+//! → clipped, ℓ_t = −A_t(1 ± eps), ∂ℓ_t/∂logp_t = 0; otherwise ℓ_t = −A_t r_t with r_t from
+//! logp (live), ∂ℓ_t/∂logp_t = −A_t r_t.
+//!     grad_logp[t] = m_t ∂ℓ_t/∂logp_t / T;  grad_entropy[t] = −m_t entropy_coef / T (coef > 0)
+//! Arithmetic (as the C and Swift templates, so all three agree bit for bit): f64 sums
+//! pg = Σ ℓ_t and hs = Σ H_t in token order, L = pg / T, then L − entropy_coef · (hs / T).
+//! Equals verl's vanilla policy loss (token-mean, clip_ratio = eps, no dual clip) minus
+//! entropy_coeff · token-mean(entropy) (verl/workers/actor/dp_actor.py).
+//!
+//! Parameters: `eps` FLOAT [0, 1] = 0.2; `entropy_coef` FLOAT >= 0 = 0 (> 0: create() asks the
+//! host for the per-token entropy through keel_params.instance_flags, ABI 1.1); `ratio_to`
+//! STRING "old" | "rollout" = "old" (declared with `choices`, ABI 1.1). One metric
+//! `clip_fraction` (TOKEN_MEAN); aggregation "token-mean". A NaN/Inf input on an unmasked
+//! token, or a non-finite loss or gradient, is KEEL_ERR_NUMERIC; a missing array, unmasked
+//! tokens with total_tokens <= 0, or entropy_coef > 0 without an entropy array is
+//! KEEL_ERR_INVALID_ARGUMENT; entropy_coef > 0 on a host without per-instance flags is
+//! KEEL_ERR_UNSUPPORTED.
 //!
 //! Rules this file keeps (docs/abi.md): the only exported symbol is `keel_plugin_entry`; the
 //! descriptor, decls and strings are immutable statics; all per-run state lives in the
@@ -18,18 +34,19 @@
 
 use core::ffi::{c_char, c_void, CStr};
 use std::ffi::CString;
+use std::mem::{offset_of, size_of};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 // =============================================================================================
 // ABI mirror. keel/keel_plugin.h (`keel plugins include-dir`) is THE source of truth: these
 // #[repr(C)] structs copy exactly the parts of it this plugin uses, field for field, in the
 // header's order and with the header's types. If they ever disagree, the header wins and this
-// file is wrong. The size asserts below pin the LP64 sizes of docs/abi.md rule 4.7.
+// file is wrong. The size asserts below pin the LP64 sizes at ABI 1.1.
 // Nullable C function pointers are Option<extern "C" fn> (same size and layout, NULL = None).
 // =============================================================================================
 
 pub const KEEL_ABI_MAJOR: u32 = 1;
-pub const KEEL_ABI_MINOR: u32 = 0;
+pub const KEEL_ABI_MINOR: u32 = 1;
 
 pub type KeelStatus = i32;
 pub const KEEL_OK: KeelStatus = 0;
@@ -58,6 +75,11 @@ pub const KEEL_REDUCE_SEQUENCE_MEAN: u32 = 2;
 pub const KEEL_REDUCE_SUM: u32 = 3;
 
 pub const KEEL_OBJECTIVE_USES_REF: u32 = 1;
+pub const KEEL_OBJECTIVE_USES_ENTROPY: u32 = 2; // 1.1
+pub const KEEL_OBJECTIVE_USES_REF_KL: u32 = 4; // 1.1
+pub const KEEL_OBJECTIVE_USES_TEACHER: u32 = 8; // 1.1
+pub const KEEL_OBJECTIVE_USES_TEACHER_KL: u32 = 16; // 1.1
+pub const KEEL_OBJECTIVE_USES_LOGITS: u32 = 32; // 1.1
 
 /// keel_host: the host's table, given to create(); valid until destroy() returns.
 #[repr(C)]
@@ -84,6 +106,8 @@ pub struct KeelParamDecl {
     pub default_s: *const c_char,
     pub min_value: f64,
     pub max_value: f64,
+    /// 1.1, STRING only: NULL-terminated array of the allowed values, or NULL (any string).
+    pub choices: *const *const c_char,
 }
 
 /// keel_param_value: one parameter value passed to create() (written by the host).
@@ -103,6 +127,9 @@ pub struct KeelParams {
     pub struct_size: u32,
     pub count: u32,
     pub values: *const KeelParamValue, // stride = values[k].struct_size (rule 4.4)
+    /// 1.1 (present when struct_size covers it): this instance's KEEL_OBJECTIVE_USES_* bits,
+    /// host-owned; create() may overwrite it.
+    pub instance_flags: *mut u32,
 }
 
 /// keel_scalar_decl: a named metric (objectives) or component (rewards).
@@ -129,10 +156,17 @@ pub struct KeelObjectiveBatch {
     pub logp_frozen: *const f32, // NULL means "equal to logp"
     pub logp_old: *const f32,
     pub logp_rollout: *const f32,
-    pub logp_ref: *const f32, // NULL unless the vtable sets KEEL_OBJECTIVE_USES_REF
+    pub logp_ref: *const f32, // NULL unless the instance's flags have KEEL_OBJECTIVE_USES_REF
     pub total_sequences: f64,
     pub total_tokens: f64,
     pub max_response_tokens: i64,
+    // ---- 1.1: read only when struct_size covers them; each NULL unless the flags ask.
+    pub entropy: *const f32, // [num_tokens] H(π_θ(·|prefix)) (USES_ENTROPY)
+    pub kl_ref: *const f32,  // [num_tokens] KL(π_θ ‖ π_ref) (USES_REF_KL)
+    pub logp_teacher: *const f32, // [num_tokens] (USES_TEACHER)
+    pub kl_teacher: *const f32, // [num_tokens] KL(π_θ ‖ π_teacher) (USES_TEACHER_KL)
+    pub vocab_size: i64,     // V
+    pub logits: *const f32,  // [num_tokens * vocab_size] (USES_LOGITS)
 }
 
 /// keel_objective_output: host-allocated outputs of one compute call.
@@ -143,6 +177,11 @@ pub struct KeelObjectiveOutput {
     pub loss: f64,
     pub grad_logp: *mut f32, // [num_tokens], host-zeroed
     pub metrics: *mut f64,   // [metric_count]
+    // ---- 1.1: present when struct_size covers them; NULL exactly when the input is NULL.
+    pub grad_entropy: *mut f32,    // [num_tokens] ∂loss/∂entropy
+    pub grad_kl_ref: *mut f32,     // [num_tokens] ∂loss/∂kl_ref
+    pub grad_kl_teacher: *mut f32, // [num_tokens] ∂loss/∂kl_teacher
+    pub grad_logits: *mut f32,     // [num_tokens * vocab_size] ∂loss/∂logits
 }
 
 pub type KeelObjectiveComputeFn = unsafe extern "C" fn(
@@ -176,6 +215,8 @@ pub type KeelSaveStateFn =
     unsafe extern "C" fn(instance: *mut c_void, buffer: *mut c_void, size: u64) -> KeelStatus;
 pub type KeelLoadStateFn =
     unsafe extern "C" fn(instance: *mut c_void, buffer: *const c_void, size: u64) -> KeelStatus;
+pub type KeelGetInstanceExtensionFn =
+    unsafe extern "C" fn(instance: *mut c_void, extension_id: *const c_char) -> *const c_void;
 
 /// keel_plugin: the descriptor returned by keel_plugin_entry (static, valid forever).
 #[repr(C)]
@@ -197,26 +238,42 @@ pub struct KeelPlugin {
     pub state_size: Option<KeelStateSizeFn>,
     pub save_state: Option<KeelSaveStateFn>,
     pub load_state: Option<KeelLoadStateFn>,
+    pub get_instance_extension: Option<KeelGetInstanceExtensionFn>, // 1.1, optional
 }
 
-// LP64 sizes at ABI 1.0 (docs/abi.md rule 4.7). A mismatch fails the build, not the run.
-const _: () = assert!(std::mem::size_of::<KeelHost>() == 40);
-const _: () = assert!(std::mem::size_of::<KeelParamDecl>() == 64);
-const _: () = assert!(std::mem::size_of::<KeelParamValue>() == 40);
-const _: () = assert!(std::mem::size_of::<KeelParams>() == 16);
-const _: () = assert!(std::mem::size_of::<KeelScalarDecl>() == 24);
-const _: () = assert!(std::mem::size_of::<KeelObjectiveBatch>() == 120);
-const _: () = assert!(std::mem::size_of::<KeelObjectiveOutput>() == 32);
-const _: () = assert!(std::mem::size_of::<KeelObjectiveVtable>() == 40);
-const _: () = assert!(std::mem::size_of::<KeelPlugin>() == 112);
+// LP64 sizes at ABI 1.1 (sizeof in C). A mismatch fails the build, not the run.
+const _: () = assert!(size_of::<KeelHost>() == 40);
+const _: () = assert!(size_of::<KeelParamDecl>() == 72);
+const _: () = assert!(size_of::<KeelParamValue>() == 40);
+const _: () = assert!(size_of::<KeelParams>() == 24);
+const _: () = assert!(size_of::<KeelScalarDecl>() == 24);
+const _: () = assert!(size_of::<KeelObjectiveBatch>() == 168);
+const _: () = assert!(size_of::<KeelObjectiveOutput>() == 64);
+const _: () = assert!(size_of::<KeelObjectiveVtable>() == 40);
+const _: () = assert!(size_of::<KeelPlugin>() == 120);
 // A few offsets too: a dropped or swapped field of a different size shows up here.
-const _: () = assert!(std::mem::offset_of!(KeelHost, error) == 32);
-const _: () = assert!(std::mem::offset_of!(KeelObjectiveBatch, logp_rollout) == 80);
-const _: () = assert!(std::mem::offset_of!(KeelObjectiveBatch, total_sequences) == 96);
-const _: () = assert!(std::mem::offset_of!(KeelObjectiveOutput, metrics) == 24);
-const _: () = assert!(std::mem::offset_of!(KeelObjectiveVtable, compute) == 32);
-const _: () = assert!(std::mem::offset_of!(KeelPlugin, params) == 48);
-const _: () = assert!(std::mem::offset_of!(KeelPlugin, vtable) == 80);
+const _: () = assert!(offset_of!(KeelHost, error) == 32);
+const _: () = assert!(offset_of!(KeelParamDecl, choices) == 64);
+const _: () = assert!(offset_of!(KeelParams, instance_flags) == 16);
+const _: () = assert!(offset_of!(KeelObjectiveBatch, logp_rollout) == 80);
+const _: () = assert!(offset_of!(KeelObjectiveBatch, total_sequences) == 96);
+const _: () = assert!(offset_of!(KeelObjectiveBatch, entropy) == 120);
+const _: () = assert!(offset_of!(KeelObjectiveBatch, vocab_size) == 152);
+const _: () = assert!(offset_of!(KeelObjectiveBatch, logits) == 160);
+const _: () = assert!(offset_of!(KeelObjectiveOutput, metrics) == 24);
+const _: () = assert!(offset_of!(KeelObjectiveOutput, grad_entropy) == 32);
+const _: () = assert!(offset_of!(KeelObjectiveOutput, grad_logits) == 56);
+const _: () = assert!(offset_of!(KeelObjectiveVtable, compute) == 32);
+const _: () = assert!(offset_of!(KeelPlugin, params) == 48);
+const _: () = assert!(offset_of!(KeelPlugin, vtable) == 80);
+const _: () = assert!(offset_of!(KeelPlugin, get_instance_extension) == 112);
+
+/// Does a host struct whose `struct_size` is `size` contain the field that starts at `offset`
+/// and is `len` bytes long? (A reader checks struct_size before reading a field appended
+/// after 1.0: an older host's struct ends before it.)
+const fn covers(size: u32, offset: usize, len: usize) -> bool {
+    size as usize >= offset + len
+}
 
 // =============================================================================================
 // Static descriptor data.
@@ -234,46 +291,80 @@ unsafe impl<T> Sync for Shared<T> {}
 
 const NAME: &CStr = c"keel-template-objective"; // [a-z0-9-]+, how configs refer to it
 
-static PARAMS: Shared<[KeelParamDecl; 1]> = Shared([KeelParamDecl {
-    struct_size: std::mem::size_of::<KeelParamDecl>() as u32,
-    r#type: KEEL_PARAM_FLOAT,
-    name: c"cap".as_ptr(),
-    doc: c"truncation C of the importance weight min(pi/mu, C)".as_ptr(),
-    default_f: 5.0,
-    default_i: 0,
-    default_s: c"".as_ptr(),
-    min_value: 1e-9,
-    max_value: f64::INFINITY,
-}]);
+/// `ratio_to`'s allowed values (ABI 1.1 `choices`, NULL-terminated). The host refuses any
+/// other value before create(); create() checks again (another host may not).
+static RATIO_TO_CHOICES: Shared<[*const c_char; 3]> =
+    Shared([c"old".as_ptr(), c"rollout".as_ptr(), std::ptr::null()]);
+
+static PARAMS: Shared<[KeelParamDecl; 3]> = Shared([
+    KeelParamDecl {
+        struct_size: size_of::<KeelParamDecl>() as u32,
+        r#type: KEEL_PARAM_FLOAT,
+        name: c"eps".as_ptr(),
+        doc: c"clip range: the ratio is clipped to [1 - eps, 1 + eps]".as_ptr(),
+        default_f: 0.2,
+        default_i: 0,
+        default_s: c"".as_ptr(),
+        min_value: 0.0,
+        max_value: 1.0,
+        choices: std::ptr::null(),
+    },
+    KeelParamDecl {
+        struct_size: size_of::<KeelParamDecl>() as u32,
+        r#type: KEEL_PARAM_FLOAT,
+        name: c"entropy_coef".as_ptr(),
+        doc: c"weight of the token-mean entropy bonus (0 = off; > 0 asks the host for the entropy)"
+            .as_ptr(),
+        default_f: 0.0,
+        default_i: 0,
+        default_s: c"".as_ptr(),
+        min_value: 0.0,
+        max_value: f64::INFINITY,
+        choices: std::ptr::null(),
+    },
+    KeelParamDecl {
+        struct_size: size_of::<KeelParamDecl>() as u32,
+        r#type: KEEL_PARAM_STRING,
+        name: c"ratio_to".as_ptr(),
+        doc: c"the ratio's denominator: old = logp_old (PPO's pi_old), rollout = logp_rollout (sampler)"
+            .as_ptr(),
+        default_f: 0.0,
+        default_i: 0,
+        default_s: c"old".as_ptr(),
+        min_value: 0.0,
+        max_value: 0.0,
+        choices: &RATIO_TO_CHOICES.0 as *const [*const c_char; 3] as *const *const c_char,
+    },
+]);
 
 static METRICS: Shared<[KeelScalarDecl; 1]> = Shared([KeelScalarDecl {
-    struct_size: std::mem::size_of::<KeelScalarDecl>() as u32,
+    struct_size: size_of::<KeelScalarDecl>() as u32,
     reduction: KEEL_REDUCE_TOKEN_MEAN, // a mean over the call's unmasked tokens
-    name: c"is_weight_mean".as_ptr(),
-    doc: c"mean truncated IS weight over unmasked tokens".as_ptr(),
+    name: c"clip_fraction".as_ptr(),
+    doc: c"fraction of unmasked tokens whose clipped branch is active".as_ptr(),
 }]);
 
 static VTABLE: Shared<KeelObjectiveVtable> = Shared(KeelObjectiveVtable {
-    struct_size: std::mem::size_of::<KeelObjectiveVtable>() as u32,
-    flags: 0, // KEEL_OBJECTIVE_USES_REF if you read batch.logp_ref
+    struct_size: size_of::<KeelObjectiveVtable>() as u32,
+    flags: 0, // static needs; this template writes them per instance in create()
     metric_count: 1,
     reserved0: 0,
     metrics: &METRICS.0 as *const [KeelScalarDecl; 1] as *const KeelScalarDecl,
-    aggregation: c"seq-mean-token-sum".as_ptr(), // loss summed over tokens, divided by responses
+    aggregation: c"token-mean".as_ptr(), // loss summed over tokens, divided by the step's tokens
     compute: Some(compute),
 });
 
 static DESCRIPTOR: Shared<KeelPlugin> = Shared(KeelPlugin {
-    struct_size: std::mem::size_of::<KeelPlugin>() as u32,
+    struct_size: size_of::<KeelPlugin>() as u32,
     abi_major: KEEL_ABI_MAJOR, // the ABI this file mirrors
     abi_minor: KEEL_ABI_MINOR,
     kind: KEEL_KIND_OBJECTIVE,
     name: NAME.as_ptr(),
     version: c"0.1.0".as_ptr(),
-    description: c"REINFORCE with truncated IS weight sg[min(pi/mu, cap)] against the sampler; seq-mean-token-sum (Rust template)".as_ptr(),
-    param_count: 1,
+    description: c"PPO clip max(-A r, -A clip(r, 1-eps, 1+eps)) with an optional entropy bonus, token-mean; verl vanilla policy loss (token-mean, entropy_coeff) (Rust template)".as_ptr(),
+    param_count: 3,
     reserved0: 0,
-    params: &PARAMS.0 as *const [KeelParamDecl; 1] as *const KeelParamDecl,
+    params: &PARAMS.0 as *const [KeelParamDecl; 3] as *const KeelParamDecl,
     create: Some(create),
     destroy: Some(destroy),
     get_extension: None,
@@ -281,12 +372,14 @@ static DESCRIPTOR: Shared<KeelPlugin> = Shared(KeelPlugin {
     state_size: None,
     save_state: None,
     load_state: None,
+    get_instance_extension: None,
 });
 
-/// The only exported symbol. Refuses (NULL) a host of another major or an older minor.
+/// The only exported symbol. The ABI check: refuses (NULL) a host of another major, or of an
+/// older minor than the one these mirrors copy (its structs may lack fields we read).
 /// Returns the same pointer on every call; allocates nothing.
 #[no_mangle]
-#[allow(clippy::absurd_extreme_comparisons)] // `minor < 0` is always false at 1.0, not at 1.1
+#[allow(clippy::absurd_extreme_comparisons)] // `minor < 0` would always be false at x.0
 pub extern "C" fn keel_plugin_entry(host_abi_major: u32, host_abi_minor: u32) -> *const KeelPlugin {
     if host_abi_major != KEEL_ABI_MAJOR || host_abi_minor < KEEL_ABI_MINOR {
         return std::ptr::null();
@@ -302,7 +395,9 @@ pub extern "C" fn keel_plugin_entry(host_abi_major: u32, host_abi_minor: u32) ->
 /// instances of this library with different parameters and call them from different threads.
 struct Instance {
     host: *const KeelHost, // valid until destroy() returns; use it to report errors
-    cap: f64,
+    eps: f64,
+    entropy_coef: f64,
+    ratio_to_rollout: bool, // false: base = logp_old, true: base = logp_rollout
 }
 
 /// Record `message` with host->error (the last call before a non-zero status wins).
@@ -345,7 +440,6 @@ fn guard(host: *const KeelHost, body: impl FnOnce() -> KeelStatus) -> KeelStatus
     }
 }
 
-#[allow(clippy::neg_cmp_op_on_partial_ord)] // !(x >= y) is deliberate: it also rejects NaN
 unsafe extern "C" fn create(
     host: *const KeelHost,
     params: *const KeelParams,
@@ -356,14 +450,18 @@ unsafe extern "C" fn create(
     }
     guard(host, || {
         // One value per declared parameter, in declaration order; match by name, and step by
-        // each element's struct_size (the host's stride), never by our own size_of.
-        let mut cap = 5.0; // the declared default
-        if !params.is_null() && (*params).count > 0 && !(*params).values.is_null() {
+        // each element's struct_size (the host's stride, ABI rule 4.4), never by our size_of.
+        let (mut eps, mut entropy_coef) = (0.2f64, 0.0f64); // the declared defaults
+        let mut ratio_to: Vec<u8> = b"old".to_vec(); // a copy: `s` is valid during create only
+        if !params.is_null() && (*params).count > 0 {
+            if (*params).values.is_null() {
+                return fail(host, KEEL_ERR_INVALID_ARGUMENT, "parameter values are NULL");
+            }
             let mut at = (*params).values as *const u8;
             for _ in 0..(*params).count {
                 // Read struct_size alone before trusting the rest of the element.
                 let size = (*(at as *const KeelParamValue)).struct_size;
-                if (size as usize) < std::mem::size_of::<KeelParamValue>() {
+                if (size as usize) < size_of::<KeelParamValue>() {
                     return fail(
                         host,
                         KEEL_ERR_INVALID_ARGUMENT,
@@ -377,13 +475,21 @@ unsafe extern "C" fn create(
                     CStr::from_ptr(value.name)
                 };
                 match name.to_bytes() {
-                    b"cap" if value.r#type == KEEL_PARAM_FLOAT => cap = value.f,
+                    b"eps" if value.r#type == KEEL_PARAM_FLOAT => eps = value.f,
+                    b"entropy_coef" if value.r#type == KEEL_PARAM_FLOAT => entropy_coef = value.f,
+                    b"ratio_to" if value.r#type == KEEL_PARAM_STRING => {
+                        ratio_to = if value.s.is_null() {
+                            Vec::new()
+                        } else {
+                            CStr::from_ptr(value.s).to_bytes().to_vec()
+                        }
+                    }
                     _ => {
                         return fail(
                             host,
                             KEEL_ERR_INVALID_ARGUMENT,
                             &format!(
-                                "unknown parameter '{}' (type {}); valid: cap (float)",
+                                "unknown parameter '{}' (type {}); valid: eps (float), entropy_coef (float), ratio_to (string)",
                                 name.to_string_lossy(),
                                 value.r#type
                             ),
@@ -393,14 +499,64 @@ unsafe extern "C" fn create(
                 at = at.add(size as usize);
             }
         }
-        if !(cap >= 1e-9) {
+        // The host validated ranges and choices against the declarations; check again anyway.
+        // (contains and >= are false for NaN, so a NaN is rejected too)
+        let valid = (0.0..=1.0).contains(&eps) && entropy_coef >= 0.0 && entropy_coef.is_finite();
+        if !valid {
             return fail(
                 host,
                 KEEL_ERR_INVALID_ARGUMENT,
-                &format!("cap must be >= 1e-9, got {cap}"),
+                &format!("eps = {eps} must be in [0, 1] and entropy_coef = {entropy_coef} finite and >= 0"),
             );
         }
-        *out_instance = Box::into_raw(Box::new(Instance { host, cap })) as *mut c_void;
+        let ratio_to_rollout = match ratio_to.as_slice() {
+            b"old" => false,
+            b"rollout" => true,
+            other => {
+                return fail(
+                    host,
+                    KEEL_ERR_INVALID_ARGUMENT,
+                    &format!(
+                        "parameter 'ratio_to' = '{}' is not one of old, rollout",
+                        String::from_utf8_lossy(other)
+                    ),
+                )
+            }
+        };
+        // This instance's needs (ABI 1.1): the host supplies batch.entropy (and grad_entropy)
+        // only when create() sets KEEL_OBJECTIVE_USES_ENTROPY here. The slot exists only when
+        // struct_size covers it: a 1.0 host has none and supplies no entropy, so refuse.
+        let flags = if entropy_coef > 0.0 {
+            KEEL_OBJECTIVE_USES_ENTROPY
+        } else {
+            0
+        };
+        let slot = if !params.is_null()
+            && covers(
+                (*params).struct_size,
+                offset_of!(KeelParams, instance_flags),
+                size_of::<*mut u32>(),
+            ) {
+            (*params).instance_flags
+        } else {
+            std::ptr::null_mut()
+        };
+        if !slot.is_null() {
+            *slot = flags;
+        } else if flags != 0 {
+            return fail(
+                host,
+                KEEL_ERR_UNSUPPORTED,
+                "entropy_coef > 0 needs a host with per-instance flags (ABI >= 1.1)",
+            );
+        }
+        let instance = Instance {
+            host,
+            eps,
+            entropy_coef,
+            ratio_to_rollout,
+        };
+        *out_instance = Box::into_raw(Box::new(instance)) as *mut c_void;
         KEEL_OK
     })
 }
@@ -447,6 +603,10 @@ unsafe fn compute_batch(
     b: &KeelObjectiveBatch,
     out: &mut KeelObjectiveOutput,
 ) -> KeelStatus {
+    out.loss = 0.0;
+    if out.metric_count >= 1 && !out.metrics.is_null() {
+        *out.metrics = 0.0;
+    }
     let n = b.num_tokens;
     if n < 0 {
         return fail(
@@ -455,78 +615,159 @@ unsafe fn compute_batch(
             &format!("num_tokens = {n} < 0"),
         );
     }
+    if n == 0 {
+        return KEEL_OK; // an empty call: loss 0
+    }
     let n = n as usize;
-    let (mut loss, mut weight_sum, mut tokens) = (0.0f64, 0.0f64, 0.0f64);
-    if n > 0 {
-        if b.mask.is_null()
-            || b.advantages.is_null()
-            || b.logp.is_null()
-            || b.logp_rollout.is_null()
-            || out.grad_logp.is_null()
-        {
+    let base_ptr = if me.ratio_to_rollout {
+        b.logp_rollout
+    } else {
+        b.logp_old
+    };
+    if b.mask.is_null()
+        || b.advantages.is_null()
+        || b.logp.is_null()
+        || base_ptr.is_null()
+        || out.grad_logp.is_null()
+    {
+        return fail(
+            me.host,
+            KEEL_ERR_INVALID_ARGUMENT,
+            "a required token array is NULL",
+        );
+    }
+    // ABI 1.1 fields: read them only when the host's struct_size covers them.
+    let use_entropy = me.entropy_coef > 0.0;
+    let (mut entropy_ptr, mut grad_entropy_ptr) = (std::ptr::null(), std::ptr::null_mut());
+    if use_entropy {
+        if covers(
+            b.struct_size,
+            offset_of!(KeelObjectiveBatch, entropy),
+            size_of::<*const f32>(),
+        ) {
+            entropy_ptr = b.entropy;
+        }
+        if covers(
+            out.struct_size,
+            offset_of!(KeelObjectiveOutput, grad_entropy),
+            size_of::<*mut f32>(),
+        ) {
+            grad_entropy_ptr = out.grad_entropy;
+        }
+        if entropy_ptr.is_null() || grad_entropy_ptr.is_null() {
             return fail(
                 me.host,
                 KEEL_ERR_INVALID_ARGUMENT,
-                "a required token array is NULL",
+                "entropy_coef > 0 but the host gave no entropy / grad_entropy",
             );
         }
-        // Borrowed views, valid during this call only: keep no pointer into them.
-        let mask = std::slice::from_raw_parts(b.mask, n);
-        let adv = std::slice::from_raw_parts(b.advantages, n);
-        let logp = std::slice::from_raw_parts(b.logp, n);
-        let rollout = std::slice::from_raw_parts(b.logp_rollout, n);
-        // Stop-gradient rule: differentiate through `logp` only. Anything the formula treats
-        // as a constant (IS weights, ratios, clip masks, anything behind sg[.]) comes from
-        // `frozen`, never from `logp`: the gradient checker keeps logp_frozen fixed and
-        // perturbs logp. logp_frozen == NULL means "equal to logp" (ordinary training).
-        let frozen = if b.logp_frozen.is_null() {
-            logp
-        } else {
-            std::slice::from_raw_parts(b.logp_frozen, n)
-        };
-        let grad = std::slice::from_raw_parts_mut(out.grad_logp, n);
-        // Normalise by the WHOLE optimizer-step batch (never by counts of this call): the host
-        // may split one step into several calls and adds their losses and gradients.
-        let s = b.total_sequences;
+    }
+    // Borrowed views, valid during this call only: keep no pointer into them.
+    let mask = std::slice::from_raw_parts(b.mask, n);
+    let adv = std::slice::from_raw_parts(b.advantages, n);
+    let logp = std::slice::from_raw_parts(b.logp, n);
+    let base = std::slice::from_raw_parts(base_ptr, n);
+    // Stop-gradient rule: differentiate through `logp` only. Anything the formula treats as a
+    // constant (IS weights, ratios, clip decisions, anything behind sg[.]) comes from `frozen`,
+    // never from `logp`: the gradient checker keeps logp_frozen fixed and perturbs logp.
+    // logp_frozen == NULL means "equal to logp" (ordinary training).
+    let frozen = if b.logp_frozen.is_null() {
+        logp
+    } else {
+        std::slice::from_raw_parts(b.logp_frozen, n)
+    };
+    let entropy: &[f32] = if use_entropy {
+        std::slice::from_raw_parts(entropy_ptr, n)
+    } else {
+        &[]
+    };
+    let grad_entropy: &mut [f32] = if use_entropy {
+        std::slice::from_raw_parts_mut(grad_entropy_ptr, n)
+    } else {
+        &mut []
+    };
+    let grad = std::slice::from_raw_parts_mut(out.grad_logp, n);
+    // Normalise by the WHOLE optimizer-step batch (never by counts of this call): the host may
+    // split one step into several calls and adds their losses and gradients.
+    let total = b.total_tokens;
+    let eps = me.eps;
+    let (mut pg, mut hs) = (0.0f64, 0.0f64);
+    let (mut unmasked, mut clipped) = (0u64, 0u64);
 
-        for t in 0..n {
+    for t in 0..n {
+        if mask[t] == 0 {
             grad[t] = 0.0; // masked tokens must get exactly 0
-            if mask[t] == 0 {
-                continue;
+            if use_entropy {
+                grad_entropy[t] = 0.0;
             }
-            if !(logp[t].is_finite()
-                && frozen[t].is_finite()
-                && rollout[t].is_finite()
-                && adv[t].is_finite())
-            {
-                return fail(me.host, KEEL_ERR_NUMERIC, &format!(
-                    "non-finite input at token {t} (logp {}, logp_frozen {}, logp_rollout {}, advantage {})",
-                    logp[t], frozen[t], rollout[t], adv[t]));
-            }
-            if !(s > 0.0) {
-                return fail(
-                    me.host,
-                    KEEL_ERR_INVALID_ARGUMENT,
-                    &format!("unmasked tokens but total_sequences = {s} (must be > 0)"),
-                );
-            }
-
-            // ---- EDIT HERE: the per-token loss term and its derivative d(term)/d(logp[t]) ----
-            let weight = (frozen[t] as f64 - rollout[t] as f64).exp().min(me.cap); // sg[min(π/μ, C)]
-            let coefficient = -weight * adv[t] as f64 / s;
-            loss += coefficient * logp[t] as f64;
-            grad[t] = coefficient as f32;
-            // ---- END EDIT HERE ----------------------------------------------------------------
-
-            weight_sum += weight;
-            tokens += 1.0;
+            continue;
         }
+        let lp = logp[t] as f64;
+        let fz = frozen[t] as f64;
+        let bt = base[t] as f64;
+        let a = adv[t] as f64;
+        let h = if use_entropy { entropy[t] as f64 } else { 0.0 };
+        if !(lp.is_finite() && fz.is_finite() && bt.is_finite() && a.is_finite() && h.is_finite()) {
+            return fail(
+                me.host,
+                KEEL_ERR_NUMERIC,
+                &format!("non-finite input at token {t}"),
+            );
+        }
+        if !(total > 0.0) {
+            return fail(
+                me.host,
+                KEEL_ERR_INVALID_ARGUMENT,
+                &format!("unmasked tokens but total_tokens = {total} (must be > 0)"),
+            );
+        }
+
+        // ---- EDIT HERE: the per-token loss term ℓ_t (`term`) and dℓ_t/dlogp_t (`slope`) -----
+        let rho = (fz - bt).exp(); // sg[r_t]: decides the branch, carries no gradient
+        let (term, slope);
+        if (a > 0.0 && rho > 1.0 + eps) || (a < 0.0 && rho < 1.0 - eps) {
+            term = -a * (if a > 0.0 { 1.0 + eps } else { 1.0 - eps }); // clipped: a constant
+            slope = 0.0;
+            clipped += 1;
+        } else {
+            let r = (lp - bt).exp(); // the live ratio
+            term = -a * r;
+            slope = -a * r;
+        }
+        // ---- END EDIT HERE ------------------------------------------------------------------
+
+        pg += term;
+        let g = (slope / total) as f32;
+        if !g.is_finite() {
+            return fail(
+                me.host,
+                KEEL_ERR_NUMERIC,
+                &format!("gradient at token {t} is not finite (ratio overflow)"),
+            );
+        }
+        grad[t] = g;
+        if use_entropy {
+            hs += h;
+            grad_entropy[t] = (-me.entropy_coef / total) as f32;
+        }
+        unmasked += 1;
+    }
+    let mut loss = if unmasked > 0 { pg / total } else { 0.0 };
+    if use_entropy && unmasked > 0 {
+        loss -= me.entropy_coef * (hs / total);
+    }
+    if !loss.is_finite() {
+        return fail(
+            me.host,
+            KEEL_ERR_NUMERIC,
+            "the loss is not finite (ratio overflow)",
+        );
     }
     out.loss = loss;
     if out.metric_count >= 1 && !out.metrics.is_null() {
         // TOKEN_MEAN: a mean over this call's unmasked tokens (0 when there are none).
-        *out.metrics = if tokens > 0.0 {
-            weight_sum / tokens
+        *out.metrics = if unmasked > 0 {
+            clipped as f64 / unmasked as f64
         } else {
             0.0
         };
