@@ -1,7 +1,10 @@
 // BatchFile.swift — hand-written batches for `keel plugins eval` (docs/plugin-guide.md):
 //   objective: {"responses": [{"group": 0, "advantage": 1.0, "logp": [..], "logp_old": [..],
-//               "logp_rollout": [..], "logp_ref"?: [..], "mask"?: [1, 0, ..], "tokens"?: ["4", "2"]}],
+//               "logp_rollout": [..], "logp_ref"?: [..], "mask"?: [1, 0, ..], "tokens"?: ["4", "2"],
+//               ABI 1.1, per token: "entropy"?, "kl_ref"?, "logp_teacher"?, "kl_teacher"?: [..],
+//               "logits"?: [[z_0 … z_{V-1}], ..] (one row per token, z = logits / T)}],
 //               "total_sequences"?: n, "total_tokens"?: n, "max_response_tokens"?: n}
+//   An optional array given for one response must be given for every response.
 //   baseline:  {"responses": [{"reward": 1.0, "group": 0, "length": 3}]}
 //   reward:    {"samples": [{"prompt": "..", "response": "..", "reference": "..", "task"?: "..",
 //               "response_ids"?: [..], "extra"?: {..}, "truncated"?: false}]}
@@ -75,11 +78,31 @@ public enum BatchFile {
     var rows: [(group: Int64, advantage: Float, logp: [Float], logpOld: [Float], logpRollout: [Float], mask: [UInt8])] = []
     var refs: [[Float]] = [], labels: [[String]] = []
     var anyRef = false
+    let termKeys = ["entropy", "kl_ref", "logp_teacher", "kl_teacher"]
+    var terms: [String: [Float]] = [:], logits: [Float] = [], vocab: Int? = nil
     for (i, r) in rs.enumerated() {
       let at = "responses[\(i)]"
       guard let logp = try floats(path, r, "logp", at) else { throw fail(path, "\(at).logp is missing") }
       guard let old = try floats(path, r, "logp_old", at, count: logp.count) else { throw fail(path, "\(at).logp_old is missing") }
       guard let roll = try floats(path, r, "logp_rollout", at, count: logp.count) else { throw fail(path, "\(at).logp_rollout is missing") }
+      for key in termKeys {
+        let xs = try floats(path, r, key, at, count: logp.count)
+        guard (xs != nil) == (i == 0 ? xs != nil : terms[key] != nil) else {
+          throw fail(path, "\(at).\(key) is \(xs == nil ? "missing" : "given") but responses[0].\(key) is \(xs == nil ? "given" : "missing"): give it for every response or none")
+        }
+        if let xs { terms[key, default: []] += xs }
+      }
+      if let rowsRaw = r["logits"] {
+        guard let rows = rowsRaw as? [Any], rows.count == logp.count else { throw fail(path, "\(at).logits must be a list of \(logp.count) rows (one per token)") }
+        for (j, row) in rows.enumerated() {
+          guard let xs = try floats(path, ["row": row], "row", "\(at).logits[\(j)]"), !xs.isEmpty else { throw fail(path, "\(at).logits[\(j)] must be a non-empty list of numbers") }
+          guard vocab == nil || vocab == xs.count else { throw fail(path, "\(at).logits[\(j)] has \(xs.count) entries but earlier rows have \(vocab!) (the vocabulary size)") }
+          vocab = xs.count
+          logits += xs
+        }
+      } else if vocab != nil, !logp.isEmpty {
+        throw fail(path, "\(at).logits is missing but earlier responses give logits: give it for every response or none")
+      }
       let ref = try floats(path, r, "logp_ref", at, count: logp.count)
       anyRef = anyRef || ref != nil
       refs.append(ref ?? logp)
@@ -91,6 +114,14 @@ public enum BatchFile {
       labels.append((r["tokens"] as? [Any])?.map { "\($0)" } ?? logp.indices.map { "t\($0)" })
     }
     var b = ObjectiveBatch(responses: rows, logpRef: anyRef ? refs : nil)
+    b.entropy = terms["entropy"]
+    b.klRef = terms["kl_ref"]
+    b.logpTeacher = terms["logp_teacher"]
+    b.klTeacher = terms["kl_teacher"]
+    if let vocab {
+      b.vocabSize = Int64(vocab)
+      b.logits = logits
+    }
     if obj["total_sequences"] != nil { b.totalSequences = try number(path, obj, "total_sequences", "batch") }
     if obj["total_tokens"] != nil { b.totalTokens = try number(path, obj, "total_tokens", "batch") }
     if obj["max_response_tokens"] != nil { b.maxResponseTokens = try integer(path, obj, "max_response_tokens", "batch", min: 0) }

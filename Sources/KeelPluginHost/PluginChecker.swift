@@ -9,9 +9,15 @@
 //   mixed batch            → finite outputs; masked tokens get gradient 0
 //   extreme log-probs      → finite outputs (log-probs down to -80, ratios up to e^60)
 //   NaN log-prob           → an error status or a NaN output (reported), never a crash
-//   finite differences     → ∂loss/∂logp matches a central difference in logp with
-//                            logp_frozen held fixed: max|fd − g| ≤ 1e-3·max(max|g|, 1e-3) + 1e-5
-//   micro-batch split      → two calls with whole-batch totals sum to the whole (1e-5 rel.)
+//   finite differences     → ∂loss/∂logp (and, ABI 1.1, every distribution-term gradient the
+//                            instance returns) matches a central difference with logp_frozen
+//                            held fixed: max|fd − g| ≤ 1e-3·max(max|g|, 1e-3) + 1e-5
+//   micro-batch split      → two calls with whole-batch totals sum to the whole (1e-5 rel.),
+//                            every gradient output included; an objective whose aggregation
+//                            string says "per call" (a selection over the call's tokens, as
+//                            clip-cov's) is by declaration not additive: reported, not failed
+// The batches carry the inputs the instance asked for (ABI 1.1 flags): logp_ref, entropy,
+// kl_ref, logp_teacher, kl_teacher, logits (vocab_size 5), made up deterministically.
 // Reward: empty batch OK; finite rewards on ordinary, empty and non-ASCII responses;
 // Baseline: empty batch OK; finite advantages for one group, singleton and all-equal groups;
 // NaN reward → error status or NaN output.
@@ -85,13 +91,13 @@ public struct PluginChecker {
     var results: [CheckResult] = []
     results.append(check("empty batch") {
       let inst = try objectiveInstance()
-      let r = try inst.compute(Self.withReference(ObjectiveBatch(seqOffsets: [0], groupIds: [], mask: [], advantages: [], logp: [], logpOld: [], logpRollout: [], totalSequences: 0, totalTokens: 0), inst))
+      let r = try inst.compute(Self.withNeededInputs(ObjectiveBatch(seqOffsets: [0], groupIds: [], mask: [], advantages: [], logp: [], logpOld: [], logpRollout: [], totalSequences: 0, totalTokens: 0), inst))
       return (r.loss == 0, "loss \(r.loss) (rule: 0)")
     })
     results.append(check("length-1 response") {
       let inst = try objectiveInstance()
       let b = ObjectiveBatch(responses: [(0, 1.0, [-0.7], [-0.6], [-0.75], [1])])
-      let r = try inst.compute(Self.withReference(b, inst))
+      let r = try inst.compute(Self.withNeededInputs(b, inst))
       return (r.loss.isFinite && r.gradLogp.allSatisfy(\.isFinite), "loss \(r.loss), grad \(r.gradLogp)")
     })
     results.append(check("all-masked batch") {
@@ -99,13 +105,13 @@ public struct PluginChecker {
       var b = Self.objectiveBatch(responses: 4, seed: 3)
       b.mask = b.mask.map { _ in 0 }
       b.totalTokens = 0
-      let r = try inst.compute(Self.withReference(b, inst))
+      let r = try inst.compute(Self.withNeededInputs(b, inst))
       let ok = r.loss == 0 && r.gradLogp.allSatisfy { $0 == 0 }
       return (ok, "loss \(r.loss), max|grad| \(r.gradLogp.map { abs($0) }.max() ?? 0) (rule: exactly 0)")
     })
     results.append(check("mixed batch") {
       let inst = try objectiveInstance()
-      let b = Self.withReference(Self.objectiveBatch(responses: 8, seed: 5), inst)
+      let b = Self.withNeededInputs(Self.objectiveBatch(responses: 8, seed: 5), inst)
       let r = try inst.compute(b)
       let maskedZero = zip(b.mask, r.gradLogp).allSatisfy { $0.0 == 1 || $0.1 == 0 }
       return (maskedZero, maskedZero ? "loss \(r.loss), metrics \(zip(inst.metricNames, r.metrics).map { "\($0)=\($1)" })" : "a masked token has a non-zero gradient")
@@ -120,11 +126,20 @@ public struct PluginChecker {
   /// A fresh instance of the objective with the checker's settings.
   private func objectiveInstance() throws -> ObjectiveInstance { try ObjectiveInstance(library: library, settings: settings) }
 
-  /// `b` with reference log-probs (logp_old − 0.05) when the objective uses a reference policy.
-  private static func withReference(_ b: ObjectiveBatch, _ inst: ObjectiveInstance) -> ObjectiveBatch {
-    guard inst.usesReference else { return b }
+  /// `b` with every input the instance asks for: reference log-probs (logp_old − 0.05), and
+  /// (ABI 1.1) entropies, KLs, teacher log-probs and logits made up from the batch's own values.
+  public static func withNeededInputs(_ b: ObjectiveBatch, _ inst: ObjectiveInstance) -> ObjectiveBatch {
     var b = b
-    b.logpRef = b.logpOld.map { $0 - 0.05 }
+    let n = b.numTokens
+    if inst.usesReference { b.logpRef = b.logpOld.map { $0 - 0.05 } }
+    if inst.needs(.entropy) { b.entropy = b.logp.map { 0.2 + 0.3 * abs($0) } }
+    if inst.needs(.referenceKL) { b.klRef = b.logpOld.indices.map { 0.01 + 0.05 * Float($0 % 5) } }
+    if inst.needs(.teacher) { b.logpTeacher = b.logpOld.map { $0 - 0.1 } }
+    if inst.needs(.teacherKL) { b.klTeacher = b.logpOld.indices.map { 0.02 + 0.04 * Float($0 % 3) } }
+    if inst.needs(.logits) {
+      b.vocabSize = 5
+      b.logits = (0..<(n * 5)).map { Float(($0 * 7) % 11) * 0.3 - 1.5 }
+    }
     return b
   }
 
@@ -141,7 +156,7 @@ public struct PluginChecker {
         default: b.logp[t] = 0; b.logpRollout[t] = -15; b.logpOld[t] = -15
         }
       }
-      let r = try inst.compute(Self.withReference(b, inst))
+      let r = try inst.compute(Self.withNeededInputs(b, inst))
       return (true, "loss \(r.loss), max|grad| \(r.gradLogp.map { abs($0) }.max() ?? 0)")
     }
   }
@@ -153,7 +168,7 @@ public struct PluginChecker {
       var b = Self.objectiveBatch(responses: 4, seed: 9)
       b.logp[0] = .nan
       do {
-        let r = try inst.compute(Self.withReference(b, inst), checkFinite: false)
+        let r = try inst.compute(Self.withNeededInputs(b, inst), checkFinite: false)
         let nan = !r.loss.isFinite || r.gradLogp.contains { !$0.isFinite }
         return (nan, nan ? "NaN output (the host reports it)" : "NaN input gave finite output \(r.loss): the NaN was silently dropped")
       } catch let e as PluginError {
@@ -166,25 +181,13 @@ public struct PluginChecker {
   private func checkFiniteDifferences() -> CheckResult {
     check("finite differences") {
       let inst = try objectiveInstance()
-      var b = Self.withReference(Self.objectiveBatch(responses: 8, seed: 11), inst)
-      b.logpFrozen = b.logp
-      let g = try inst.compute(b).gradLogp
-      let gmax = g.map { abs(Double($0)) }.max() ?? 0
-      let tol = 1e-3 * max(gmax, 1e-3) + 1e-5
-      var worst = 0.0, worstAt = -1
-      for t in 0..<b.numTokens {
-        var best = Double.infinity
-        for h: Float in [1e-3, 3e-4] {
-          var plus = b, minus = b
-          plus.logp[t] += h
-          minus.logp[t] -= h
-          let hh = Double(plus.logp[t]) - Double(minus.logp[t])
-          let fd = (try inst.compute(plus).loss - inst.compute(minus).loss) / hh
-          best = min(best, abs(fd - Double(g[t])))
-        }
-        if best > worst { worst = best; worstAt = t }
+      let b = Self.withNeededInputs(Self.objectiveBatch(responses: 8, seed: 11), inst)
+      let checks = try inst.gradientChecks(b).checks
+      let detail = checks.map { c in
+        let at = c.output == "grad_logits" ? "entry \(c.worstEntry)" : "token \(c.worstEntry)"
+        return "\(c.output == "grad_logp" ? "" : c.output + ": ")max |fd − grad| = \(c.maxDeviation) at \(at), tolerance \(c.tolerance)"
       }
-      return (worst <= tol, "max |fd − grad| = \(worst) at token \(worstAt), tolerance \(tol)")
+      return (checks.allSatisfy(\.agrees), detail.joined(separator: "; "))
     }
   }
 
@@ -192,22 +195,30 @@ public struct PluginChecker {
   private func checkMicroBatchSplit() -> CheckResult {
     check("micro-batch split") {
       let inst = try objectiveInstance()
-      let b = Self.withReference(Self.objectiveBatch(responses: 8, seed: 13), inst)
+      let b = Self.withNeededInputs(Self.objectiveBatch(responses: 8, seed: 13), inst)
       let whole = try inst.compute(b)
       let cut = 4  // responses 0..<4 and 4..<8: groups (two responses each) stay whole
       let parts = [b.slice(0..<cut), b.slice(cut..<b.numSequences)]
       var loss = 0.0
-      var grad: [Float] = []
+      var grads: [[Float]] = [[], [], [], [], []]
+      func outputs(_ r: ObjectiveResult) -> [[Float]] { [r.gradLogp, r.gradEntropy ?? [], r.gradKlRef ?? [], r.gradKlTeacher ?? [], r.gradLogits ?? []] }
       for p in parts {
         let r = try inst.compute(p)
         loss += r.loss
-        grad += r.gradLogp
+        for (k, g) in outputs(r).enumerated() { grads[k] += g }
       }
       let scale = max(abs(whole.loss), 1e-6)
-      let gerr = zip(grad, whole.gradLogp).map { abs(Double($0) - Double($1)) }.max() ?? 0
-      let gscale = max(whole.gradLogp.map { abs(Double($0)) }.max() ?? 0, 1e-6)
-      let ok = abs(loss - whole.loss) <= 1e-5 * scale + 1e-9 && gerr <= 1e-5 * gscale
-      return (ok, "loss whole \(whole.loss) vs parts \(loss); max grad diff \(gerr)")
+      var gerr = 0.0, ok = abs(loss - whole.loss) <= 1e-5 * scale + 1e-9
+      for (parts, full) in zip(grads, outputs(whole)) {
+        let err = zip(parts, full).map { abs(Double($0) - Double($1)) }.max() ?? 0
+        gerr = max(gerr, err)
+        ok = ok && parts.count == full.count && err <= 1e-5 * max(full.map { abs(Double($0)) }.max() ?? 0, 1e-6)
+      }
+      let detail = "loss whole \(whole.loss) vs parts \(loss); max grad diff \(gerr)"
+      if !ok && library.aggregation.contains("per call") {
+        return (true, detail + " — not additive, as its aggregation declares (\(library.aggregation))")
+      }
+      return (ok, detail)
     }
   }
 
@@ -277,6 +288,12 @@ extension ObjectiveBatch {
     b.logpOld = Array(logpOld[lo..<hi])
     b.logpRollout = Array(logpRollout[lo..<hi])
     b.logpRef = logpRef.map { Array($0[lo..<hi]) }
+    b.entropy = entropy.map { Array($0[lo..<hi]) }
+    b.klRef = klRef.map { Array($0[lo..<hi]) }
+    b.logpTeacher = logpTeacher.map { Array($0[lo..<hi]) }
+    b.klTeacher = klTeacher.map { Array($0[lo..<hi]) }
+    let V = Int(vocabSize)
+    b.logits = logits.map { Array($0[(lo * V)..<(hi * V)]) }
     return b
   }
 }

@@ -29,6 +29,7 @@ public struct RunConfig: Sendable, Equatable {
   public struct Train: Sendable, Equatable {
     public var minibatches: Int, lr: Double, schedule: LRSchedule, warmupSteps: Int, weightDecay: Double, gradClip: Double
     public var routingReplay: RoutingReplay, klRef: Bool, microBatch: Int, auxLossCoef: Double, threads: Int, onNaN: OnNaN
+    public var teacher: String?
   }
   public struct Foreign: Sendable, Equatable { public var library: String?, symbol: String?, signature: String?, weight: Double }
   public struct Reward: Sendable, Equatable { public var name: String, weight: Double, foreign: Foreign }
@@ -80,7 +81,8 @@ public struct RunConfig: Sendable, Equatable {
     train = Train(minibatches: r.int("train.minibatches"), lr: r.float("train.lr"), schedule: r.choice("train.schedule"),
                   warmupSteps: r.int("train.warmup_steps"), weightDecay: r.float("train.weight_decay"), gradClip: r.float("train.grad_clip"),
                   routingReplay: r.choice("train.routing_replay"), klRef: r.bool("train.kl_ref"), microBatch: r.int("train.micro_batch"),
-                  auxLossCoef: r.float("train.aux_loss_coef"), threads: r.int("train.threads"), onNaN: r.choice("train.on_nan"))
+                  auxLossCoef: r.float("train.aux_loss_coef"), threads: r.int("train.threads"), onNaN: r.choice("train.on_nan"),
+                  teacher: r.optionalString("train.teacher"))
     objective = r.string("objective.name")
     reward = Reward(name: r.string("reward.name"), weight: r.float("reward.weight"),
                     foreign: Foreign(library: r.optionalString("reward.foreign.library"), symbol: r.optionalString("reward.foreign.symbol"),

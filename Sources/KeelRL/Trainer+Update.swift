@@ -95,7 +95,8 @@ extension Trainer {
       let chunkAux = Float(config.train.auxLossCoef * Double(b.tokens.count) / max(allTok, 1))
       let out = policy.engine.forward(b, temperature: Float(config.sampler.temperature), routing: mode, save: true, auxLossCoef: chunkAux)
       if fuse { recordOld(&buffer, chunk, batch: b, out: out) }
-      let ob = objectiveBatch(buffer, chunk, logp: out.logp, totalSequences: totalSeq, totalTokens: totalTok)
+      var ob = objectiveBatch(buffer, chunk, logp: out.logp, totalSequences: totalSeq, totalTokens: totalTok)
+      let frozenRows = distributionTerms(&ob, batch: b, saved: out.saved!, entropy: out.entropy)
       if config.diagnostics.enabled {
         for (j, i) in chunk.enumerated() {
           let lo = Int(ob.seqOffsets[j]), hi = Int(ob.seqOffsets[j + 1])
@@ -120,9 +121,44 @@ extension Trainer {
         totals.tail[j] += decl.reduction.weigh(result.metrics[j], tokens: tokensHere, sequences: Double(chunk.count))
       }
       totals.tokens += tokensHere
-      policy.engine.backward(out.saved!, dlogp: result.gradLogp, auxLossCoef: chunkAux)
+      policy.engine.backward(out.saved!, dlogp: result.gradLogp,
+                             distribution: distributionGradients(result, ob, frozenRows), auxLossCoef: chunkAux)
     }
     return (totals, monitored)
+  }
+
+  /// ABI 1.1: fill in the distribution terms the objective instance asked for, from this
+  /// micro-batch's saved forward (entropy, logits) and the frozen models' forwards on the same
+  /// sequences (the reference's and the teacher's log-prob rows, which are returned for the
+  /// backward). Vocabulary-sized work stays within the micro-batch.
+  func distributionTerms(_ ob: inout ObjectiveBatch, batch b: SequenceBatch, saved: SavedActivations, entropy: [Float])
+    -> (reference: [Float]?, teacher: [Float]?) {
+    let o = plugins.objective, T = Float(config.sampler.temperature), engine = policy.engine
+    ob.vocabSize = Int64(modelConfig.vocabSize)
+    if o.needs(.entropy) { ob.entropy = entropy }
+    if o.needs(.logits) { ob.logits = engine.scaledLogits(saved) }
+    var refRows: [Float]? = nil, teacherRows: [Float]? = nil
+    if o.needs(.referenceKL), let reference {
+      refRows = reference.forward(b, temperature: T, logProbRows: true).logProbRows
+      ob.klRef = engine.kl(saved, logq: refRows!)
+    }
+    if let teacher, o.needs(.teacher) || o.needs(.teacherKL) {
+      let t = teacher.forward(b, temperature: T, logProbRows: o.needs(.teacherKL))
+      if o.needs(.teacher) { ob.logpTeacher = t.logp }
+      if o.needs(.teacherKL) {
+        teacherRows = t.logProbRows
+        ob.klTeacher = engine.kl(saved, logq: teacherRows!)
+      }
+    }
+    return (refRows, teacherRows)
+  }
+
+  /// The objective's ∂loss/∂(term) outputs as the engine's head gradients (nil: none asked for).
+  func distributionGradients(_ r: ObjectiveResult, _ ob: ObjectiveBatch, _ rows: (reference: [Float]?, teacher: [Float]?)) -> DistributionGradients? {
+    var d = DistributionGradients(entropy: r.gradEntropy, logits: r.gradLogits)
+    if let g = r.gradKlRef, let q = rows.reference, let v = ob.klRef { d.kl.append((q, v, g)) }
+    if let g = r.gradKlTeacher, let q = rows.teacher, let v = ob.klTeacher { d.kl.append((q, v, g)) }
+    return d.isEmpty ? nil : d
   }
 
   /// The objective plugin's input for one micro-batch: its responses' tokens, advantages, log π_θ

@@ -49,6 +49,8 @@ public final class Trainer {
   let modelConfig: ModelConfig
   public private(set) var policy: Policy!
   var reference: TrainingEngine?
+  /// train.teacher's model (read-only), when the objective asks for teacher terms.
+  var teacher: TrainingEngine?
   var plugins: PluginSet!
   public private(set) var step = 0
   public private(set) var coldStartEval: EvalResult?
@@ -139,9 +141,28 @@ public final class Trainer {
 
   // MARK: set-up
 
+  var needsTeacher: Bool { plugins.objective.needs(.teacher) || plugins.objective.needs(.teacherKL) }
+
+  /// The objective instance's needs (ABI 1.1 flags) against the config, before any work: a
+  /// reference term needs train.kl_ref, a teacher term train.teacher.
+  func checkObjectiveNeeds() throws {
+    let o = plugins.objective
+    let name = "objective '\(o.library.name)' (\(o.library.path))"
+    if (o.needs(.reference) || o.needs(.referenceKL)) && !config.train.klRef {
+      throw TrainerError(message: "\(name) needs a reference policy (\(o.needs(.referenceKL) ? "kl_ref" : "logp_ref")): set train.kl_ref = true")
+    }
+    if needsTeacher && config.train.teacher == nil {
+      throw TrainerError(message: "\(name) needs a teacher (\(o.needs(.teacherKL) ? "kl_teacher" : "logp_teacher")): set train.teacher to a checkpoint directory")
+    }
+    if config.train.teacher != nil && !needsTeacher {
+      logger.warning("train.teacher is set but \(name) asks for no teacher term: the teacher is not loaded")
+    }
+  }
+
   /// Load the plugins, the cold start (or the checkpoint to resume from) and the engines.
   public func prepare(resumeFrom checkpoint: String?) throws {
     plugins = try PluginSet(config: config, discovery: .standard(), answerMarker: dataset.answerMarker, logger: logger)
+    try checkObjectiveNeeds()
     grader = try Self.grader(config, marker: dataset.answerMarker)
     let precision = config.sampler.precision
     let threads = config.train.threads
@@ -172,6 +193,13 @@ public final class Trainer {
     if config.train.klRef {
       let refStore = coldDir.map { try? Checkpoint.load(directory: $0).0 } ?? nil
       reference = TrainingEngine(store: refStore ?? policy.store.copy(), compute: policy.engine.compute)
+    }
+    if let dir = config.train.teacher, needsTeacher {
+      let (store, _) = try Checkpoint.load(directory: dir)
+      guard store.layout.config.vocabSize == modelConfig.vocabSize else {
+        throw TrainerError(message: "train.teacher \(dir): its vocabulary has \(store.layout.config.vocabSize) tokens but the policy's has \(modelConfig.vocabSize); a teacher must score the policy's token ids (same tokenizer)")
+      }
+      teacher = TrainingEngine(store: store, compute: policy.engine.compute)
     }
     if comm.size > 1 {
       // the objective and the reward see only this rank's data: their states would drift apart

@@ -1,9 +1,11 @@
 // PluginEvalCommand.swift — the plugin author's loop:
 //   keel plugins eval NAME|PATH --batch FILE.json [--set k=v] [--check-grad] [--json]
 //   keel plugins eval --example objective|baseline|reward      (a starting batch)
+//   keel plugins eval --foreign LIB:SYMBOL:SIGNATURE --batch FILE.json [--json]   (a C function as a reward)
 //   keel plugins bench NAME|PATH                               (call time vs a training step)
 import ArgumentParser
 import Foundation
+import KeelGuard
 import KeelModel
 import KeelPluginHost
 import KeelRandom
@@ -17,6 +19,7 @@ extension PluginsCommand {
     @Option(help: "Print a starting batch for objective | baseline | reward.") var example: String?
     @Flag(help: "Add a central finite-difference estimate per token (logp_frozen held at the batch's logp).") var checkGrad = false
     @Flag(help: "One machine-readable JSON object.") var json = false
+    @Option(help: "Score the reward batch with a C function instead of a plugin: LIB:SYMBOL:SIGNATURE, the config's reward.foreign.library, .symbol and .signature, e.g. '/lib/x86_64-linux-gnu/libm.so.6:fabs:(response_number: double) -> double' (a bare LIB is ./LIB).") var foreign: String?
     @OptionGroup var parameters: ParameterOptions
 
     func run() throws {
@@ -25,6 +28,7 @@ extension PluginsCommand {
         print(BatchFile.example(kind))
         return
       }
+      if let foreign { return try foreignReward(foreign) }
       guard let plugin, let batch else { throw ValidationError("give a plugin and --batch FILE (or --example KIND)") }
       let lib = try PluginDiscovery.standard().resolve(plugin)
       let settings = try parameters.parse(for: lib)
@@ -55,32 +59,62 @@ extension PluginsCommand {
       if json { print(String(decoding: try doc.encoded(), as: UTF8.self)) }
     }
 
+    /// `--foreign LIB:SYMBOL:SIGNATURE`: a libffi foreign reward (ForeignReward, as training
+    /// calls it) on a reward batch, shown as a reward plugin's rewards are, with the numeric
+    /// arguments it received where a plugin's components go. The command line is the user's
+    /// own choice (docs/security.md): the library loads as a config's reward.foreign.library
+    /// would — a bare name is ./name, never a system search — and needs no --trust. The batch
+    /// is read before the library is loaded.
+    func foreignReward(_ reference: String) throws {
+      guard plugin == nil else { throw ValidationError("give a plugin or --foreign, not both") }
+      guard let batch else { throw ValidationError("--foreign needs --batch FILE, a reward batch (`keel plugins eval --example reward` prints one)") }
+      guard !checkGrad else { throw ValidationError("--check-grad is for objectives, not a foreign reward") }
+      guard parameters.settings.isEmpty else { throw ValidationError("--set sets plugin parameters; a foreign reward has none") }
+      let (library, symbol, signature) = try ForeignReward.parseReference(reference)
+      let samples = try BatchFile.reward(batch)
+      keel_guard_install()  // a crash in the function (a wrong declaration) ends with one line naming it
+      let f = try ForeignReward(library: library, symbol: symbol, signature: signature)
+      let r = try f.score(samples)
+      var doc = EvalDocument(plugin: f.symbol, path: f.libraryPath, kind: "foreign-reward")
+      doc.signature = f.signature.description
+      doc.rewards = r.rewards.map(Double.init)
+      doc.components = [:]
+      guard !json else { return print(String(decoding: try doc.encoded(), as: UTF8.self)) }
+      for (i, s) in samples.enumerated() {
+        let arguments = f.numericArguments(s).joined(separator: " ")
+        print("sample \(i): reward \(r.rewards[i])  \(arguments)  response \"\(s.response)\" reference \"\(s.reference)\"")
+      }
+    }
+
     func objective(_ lib: PluginLibrary, _ settings: [String: ParameterValue], _ path: String, _ doc: inout EvalDocument) throws {
       let (b, labels) = try BatchFile.objective(path)
       let inst = try ObjectiveInstance(library: lib, settings: settings)
       var frozen = b
       frozen.logpFrozen = b.logp
-      let r = try inst.compute(frozen)
-      var fd: [Double] = []
-      if checkGrad {
-        for t in 0..<b.numTokens {
-          var plus = frozen, minus = frozen
-          plus.logp[t] += 1e-3
-          minus.logp[t] -= 1e-3
-          fd.append((try inst.compute(plus).loss - inst.compute(minus).loss) / (Double(plus.logp[t]) - Double(minus.logp[t])))
-        }
-      }
-      let maxDev = zip(fd, r.gradLogp).map { abs($0 - Double($1)) }.max() ?? 0
+      let (r, checks) = checkGrad ? try inst.gradientChecks(b) : (try inst.compute(frozen), [])
+      let perToken = { (xs: [Double]) in (0..<b.numSequences).map { i in (Int(b.seqOffsets[i])..<Int(b.seqOffsets[i + 1])).map { xs[$0] } } }
       doc.loss = r.loss
-      doc.grad_logp = (0..<b.numSequences).map { i in (Int(b.seqOffsets[i])..<Int(b.seqOffsets[i + 1])).map { Double(r.gradLogp[$0]) } }
+      doc.grad_logp = perToken(r.gradLogp.map(Double.init))
       doc.metrics = Dictionary(uniqueKeysWithValues: zip(inst.metricNames, r.metrics).map { ($0, $1) })
       doc.aggregation = lib.aggregation
-      if checkGrad {
-        doc.grad_fd = (0..<b.numSequences).map { i in (Int(b.seqOffsets[i])..<Int(b.seqOffsets[i + 1])).map { fd[$0] } }
-        doc.max_fd_deviation = maxDev
+      // ABI 1.1: the distribution-term gradients the call returned (per token; logits per token row)
+      var terms: [String: [[Double]]] = [:]
+      for (name, g) in [("grad_entropy", r.gradEntropy), ("grad_kl_ref", r.gradKlRef), ("grad_kl_teacher", r.gradKlTeacher)] {
+        if let g { terms[name] = perToken(g.map(Double.init)) }
+      }
+      if let g = r.gradLogits {
+        let V = Int(b.vocabSize)
+        terms["grad_logits"] = (0..<b.numTokens).map { t in (0..<V).map { Double(g[t * V + $0]) } }
+      }
+      if !terms.isEmpty { doc.grad_terms = terms }
+      if checkGrad, let logp = checks.first {
+        doc.grad_fd = perToken(logp.finiteDifference)
+        doc.max_fd_deviation = checks.map(\.maxDeviation).max()
+        doc.gradient_checks = Dictionary(uniqueKeysWithValues: checks.map { ($0.output, GradientCheckLine(max_deviation: $0.maxDeviation, tolerance: $0.tolerance, agrees: $0.agrees)) })
       }
       guard !json else { return }
       print("\(lib.name) (\(lib.aggregation)): loss \(r.loss)")
+      let fdOf = Dictionary(uniqueKeysWithValues: checks.map { ($0.output, $0.finiteDifference) })
       for i in 0..<b.numSequences {
         let lo = Int(b.seqOffsets[i]), hi = Int(b.seqOffsets[i + 1])
         print("response \(i) (group \(b.groupIds[i]), advantage \(b.advantages.isEmpty || lo == hi ? 0 : b.advantages[lo]))")
@@ -89,13 +123,18 @@ extension PluginsCommand {
         row("  mask", (lo..<hi).map { String(b.mask[$0]) })
         row("  logp", (lo..<hi).map { String(format: "%.4f", b.logp[$0]) })
         row("  ∂loss/∂logp", (lo..<hi).map { String(format: "%.6f", r.gradLogp[$0]) })
-        if checkGrad { row("  finite diff", (lo..<hi).map { String(format: "%.6f", fd[$0]) }) }
+        if let fd = fdOf["grad_logp"] { row("  finite diff", (lo..<hi).map { String(format: "%.6f", fd[$0]) }) }
+        for (label, name, g) in [("  ∂loss/∂H", "grad_entropy", r.gradEntropy), ("  ∂loss/∂kl_ref", "grad_kl_ref", r.gradKlRef),
+                                 ("  ∂loss/∂kl_tch", "grad_kl_teacher", r.gradKlTeacher)] {
+          guard let g else { continue }
+          row(label, (lo..<hi).map { String(format: "%.6f", g[$0]) })
+          if let fd = fdOf[name] { row("  finite diff", (lo..<hi).map { String(format: "%.6f", fd[$0]) }) }
+        }
       }
       print("metrics: " + zip(inst.metricNames, r.metrics).map { "\($0)=\($1)" }.joined(separator: " "))
-      if checkGrad {
-        let gmax = r.gradLogp.map { abs(Double($0)) }.max() ?? 0
-        let tol = 1e-3 * max(gmax, 1e-3) + 1e-5
-        print(String(format: "gradient check: max |fd − grad| = %.3g (tolerance %.3g): %@", maxDev, tol, maxDev <= tol ? "agree" : "DISAGREE"))
+      for c in checks {
+        let which = c.output == "grad_logp" ? "" : " " + c.output
+        print(String(format: "gradient check%@: max |fd − grad| = %.3g (tolerance %.3g): %@", which, c.maxDeviation, c.tolerance, c.agrees ? "agree" : "DISAGREE"))
       }
     }
   }
@@ -141,12 +180,19 @@ extension PluginsCommand {
 
 /// `keel plugins eval --json`: the plugin and what it returned on the batch file (the fields of
 /// its kind only). A non-finite number is written as the string "nan" / "inf" / "-inf".
+/// `--foreign`: plugin is the symbol, path the library, kind "foreign-reward", plus signature.
+struct GradientCheckLine: Encodable { var max_deviation: Double, tolerance: Double, agrees: Bool }
+
 struct EvalDocument: Encodable {
   var plugin: String, path: String, kind: String
+  var signature: String? = nil
   var advantages: [Double]? = nil
   var rewards: [Double]? = nil, components: [String: [Double]]? = nil
   var loss: Double? = nil, grad_logp: [[Double]]? = nil, metrics: [String: Double]? = nil, aggregation: String? = nil
   var grad_fd: [[Double]]? = nil, max_fd_deviation: Double? = nil
+  /// ABI 1.1 gradient outputs by name, and (with --check-grad) every output's check.
+  var grad_terms: [String: [[Double]]]? = nil
+  var gradient_checks: [String: GradientCheckLine]? = nil
 
   func encoded() throws -> Data {
     try JSONOutput.encoder().encode(self)

@@ -34,6 +34,7 @@ func describeParameters(_ lib: PluginLibrary, indent: String) -> [String] {
     if p.type == .float || p.type == .int, p.minValue > -.infinity || p.maxValue < .infinity {
       range = " [\(p.minValue), \(p.maxValue)]"
     }
+    if let choices = p.choices { range = " {\(choices.joined(separator: " | "))}" }
     return "\(indent)\(p.name): \(p.type) = \(p.defaultValue)\(range) — \(p.doc)"
   }
 }
@@ -74,7 +75,12 @@ extension PluginsCommand {
       print("abi:         \(lib.abiMajor).\(lib.abiMinor) (host \(KeelVersion.abi))")
       print("path:        \(lib.path)")
       print("description: \(lib.description)")
-      if lib.kind == .objective { print("aggregation: \(lib.aggregation)") }
+      if lib.kind == .objective {
+        print("aggregation: \(lib.aggregation)")
+        // what an instance with the default parameters asks for (ABI 1.1 flags; parameters may change it)
+        let needs = (try? ObjectiveInstance(library: lib))?.needed.map { "\($0)" } ?? []
+        print("needs:       \(needs.isEmpty ? "nothing beyond 1.0's inputs" : needs.joined(separator: ", ")) (default parameters)")
+      }
       print("state:       \(lib.hasState ? "saves state in checkpoints" : "stateless")")
       print("parameters:\(lib.parameters.isEmpty ? " none" : "")")
       for line in describeParameters(lib, indent: "  ") { print(line) }
@@ -158,7 +164,8 @@ extension PluginsCommand {
       commandName: "include-dir", abstract: "Print the directory that holds keel/keel_plugin.h (for -I).")
     func run() throws {
       guard let dir = KeelPaths.includeDirectory() else {
-        throw ValidationError("cannot find keel/keel_plugin.h: set KEEL_HOME to the Keel source directory")
+        let installed = (KeelPaths.installPrefix ?? "PREFIX") + "/include"
+        throw ValidationError("cannot find keel/keel_plugin.h in \(installed) (scripts/install.sh) or the source tree: set KEEL_HOME to a Keel source directory or install prefix")
       }
       print(dir)
     }

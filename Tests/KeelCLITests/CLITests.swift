@@ -14,7 +14,7 @@ final class CLITests: XCTestCase {
 
   func testVersionAndIncludeDir() throws {
     let v = try keel(["--version"])
-    XCTAssertEqual(v.stdout, "keel \(KeelVersion.string) (plugin ABI 1.0)\n")
+    XCTAssertEqual(v.stdout, "keel \(KeelVersion.string) (plugin ABI 1.1)\n")
     let inc = try keel(["plugins", "include-dir"])
     XCTAssertEqual(inc.status, 0)
     XCTAssertEqual(inc.stdout.trimmingCharacters(in: .whitespacesAndNewlines), TestSupport.includeDir)
@@ -83,7 +83,7 @@ final class CLITests: XCTestCase {
     for (name, kind) in [("minirl", "objective"), ("reinforce", "objective"), ("exact-match", "reward"), ("group-mean", "baseline")] {
       let row = try XCTUnwrap(lines.first { $0.hasPrefix(name + " ") }, "\(name) missing from:\n\(out.stdout)")
       let cols = row.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
-      XCTAssertEqual(Array(cols[1...3]), [kind, "1.0.0", "1.0"])
+      XCTAssertEqual(Array(cols[1...3]), [kind, "1.0.0", "1.1"])
       XCTAssertTrue(cols[4].hasSuffix("/libkeel-\(name).so"), cols[4])
     }
     XCTAssertTrue(lines.contains("    eps_low: float = 0.2 [0.0, 1.0] — lower clip: mask tokens with A < 0 and pi/pi_old < 1 - eps_low"), out.stdout)
@@ -133,7 +133,7 @@ final class CLITests: XCTestCase {
   func testCheckLoadErrorsAreClearAndNonZero() throws {
     let out = try keel(["plugins", "check", try TestSupport.fixture("abi_major.c")])
     XCTAssertNotEqual(out.status, 0)
-    XCTAssertTrue(out.stdout.contains("implements ABI 2.0 but this keel hosts ABI 1.0"), out.stdout)
+    XCTAssertTrue(out.stdout.contains("implements ABI 2.0 but this keel hosts ABI 1.1"), out.stdout)
     let params = try keel(["plugins", "check", "minirl", "--set", "eps_hihg=0.3"])
     XCTAssertNotEqual(params.status, 0)
     XCTAssertTrue(params.stdout.contains("did you mean 'eps_high'"), params.stdout)
@@ -157,15 +157,16 @@ final class CLITests: XCTestCase {
       let inspect = try keel(["plugins", "inspect", lib])
       XCTAssertTrue(inspect.stdout.hasPrefix("name:        \(name)\nkind:        \(kind)\n"), inspect.stdout)
       if lang == "swift" {
-        // its `cap` parameter reaches the instance (read by stepping the host's struct_size):
-        // π/μ = e^2.9 ≈ 18 on the one token, so the weight, and the gradient, is −cap
-        let batch = work + "/cap.json"
-        try #"{"responses": [{"group": 0, "advantage": 1.0, "logp": [-0.1], "logp_old": [-0.1], "logp_rollout": [-3.0]}]}"#
+        // its parameters reach the instance (read by stepping the host's struct_size): on the one
+        // token r = π_θ/π_old = e^0.2 ≈ 1.22 with Â = 1, so eps = 0.125 clips it (gradient 0,
+        // loss −1.125) and eps = 0.5 does not (gradient −r)
+        let batch = work + "/eps.json"
+        try #"{"responses": [{"group": 0, "advantage": 1.0, "logp": [-0.1], "logp_old": [-0.3], "logp_rollout": [-0.3]}]}"#
           .write(toFile: batch, atomically: true, encoding: .utf8)
-        for cap in [2, 5] {
-          let eval = try keel(["plugins", "eval", lib, "--batch", batch, "--set", "cap=\(cap)", "--json"])
-          XCTAssertTrue(eval.stdout.contains("\"grad_logp\":[[-\(cap)]]"), eval.stdout)
-        }
+        let clipped = try keel(["plugins", "eval", lib, "--batch", batch, "--set", "eps=0.125", "--json"])
+        XCTAssertTrue(clipped.stdout.contains("\"grad_logp\":[[0]]") && clipped.stdout.contains("\"loss\":-1.125"), clipped.stdout)
+        let kept = try keel(["plugins", "eval", lib, "--batch", batch, "--set", "eps=0.5", "--json"])
+        XCTAssertTrue(kept.stdout.contains("\"grad_logp\":[[-1.22"), kept.stdout)
       }
     }
     let again = try keel(["new-plugin", "--kind", "objective", "my-c-objective"], cwd: work)

@@ -34,12 +34,12 @@ final class FaultMatrixTests: XCTestCase {
 
   func testEntryReturnsNull() throws {
     let path = try TestSupport.fixture("null_entry.c")
-    expectError({ try PluginLibrary.load(path: path) }, contains: [path, "returned NULL", "1.0"])
+    expectError({ try PluginLibrary.load(path: path) }, contains: [path, "returned NULL", "refused host ABI 1.1"])
   }
 
   func testABIMajorMismatch() throws {
     let path = try TestSupport.fixture("abi_major.c")
-    expectError({ try PluginLibrary.load(path: path) }, contains: [path, "fixture-abi-major", "2.0", "1.0", "major"])
+    expectError({ try PluginLibrary.load(path: path) }, contains: [path, "fixture-abi-major", "2.0", "1.1", "major"])
   }
 
   func testPluginMinorNewerThanHost() throws {
@@ -112,6 +112,6 @@ final class FaultMatrixTests: XCTestCase {
     let dir = TestSupport.tempDir()
     _ = try TestSupport.compileLibrary([TestSupport.root + "/Tests/Fixtures/plugins/abi_major.c"], into: dir, name: "libfixture-abi-major.so")
     let d = PluginDiscovery(directories: [dir])
-    expectError({ try d.resolve("fixture-abi-major") }, contains: ["implements ABI 2.0 but this keel hosts ABI 1.0"])
+    expectError({ try d.resolve("fixture-abi-major") }, contains: ["implements ABI 2.0 but this keel hosts ABI 1.1"])
   }
 }

@@ -1,0 +1,59 @@
+// ObjectiveGradientCheck.swift — every gradient an objective returns against a central finite
+// difference of its loss in the matching input, with logp_frozen held at the batch's logp
+// (constants stay constant): ∂loss/∂logp, and (ABI 1.1) ∂loss/∂entropy, ∂loss/∂kl_ref,
+// ∂loss/∂kl_teacher and ∂loss/∂z for the logits, for the inputs the instance asked for.
+// Rule per output: max_t |fd_t − g_t| ≤ 1e-3·max(max|g|, 1e-3) + 1e-5, fd the better of the
+// steps 1e-3 and 3e-4 (a kink at a clip boundary can spoil one of them). Used by
+// `keel plugins check` and `keel plugins eval --check-grad`.
+
+public struct GradientCheck: Sendable, Equatable {
+  /// The output checked: "grad_logp", "grad_entropy", "grad_kl_ref", "grad_kl_teacher", "grad_logits".
+  public let output: String
+  /// The central difference per entry, in the output's layout.
+  public let finiteDifference: [Double]
+  public let maxDeviation: Double
+  public let worstEntry: Int
+  public let tolerance: Double
+  public var agrees: Bool { maxDeviation <= tolerance }
+}
+
+extension ObjectiveInstance {
+  /// The gradient outputs of one call on `batch` (logp_frozen set to its logp) against finite
+  /// differences, one GradientCheck per output the call returned.
+  public func gradientChecks(_ batch: ObjectiveBatch) throws -> (result: ObjectiveResult, checks: [GradientCheck]) {
+    var b = batch
+    b.logpFrozen = b.logp
+    let r = try compute(b)
+    typealias Input = WritableKeyPath<ObjectiveBatch, [Float]?>
+    // logp is not optional: handle it through a wrapper key path on a copy
+    var checks: [GradientCheck] = []
+    func run(_ output: String, _ grad: [Float], _ perturb: (inout ObjectiveBatch, Int, Float) -> Void, _ value: (ObjectiveBatch, Int) -> Float) throws {
+      let gmax = grad.map { abs(Double($0)) }.max() ?? 0
+      var fd = [Double](repeating: 0, count: grad.count)
+      var worst = 0.0, worstAt = -1
+      for i in grad.indices {
+        var best = Double.infinity, bestFd = 0.0
+        for h: Float in [1e-3, 3e-4] {
+          var plus = b, minus = b
+          perturb(&plus, i, h)
+          perturb(&minus, i, -h)
+          let hh = Double(value(plus, i)) - Double(value(minus, i))
+          let d = (try compute(plus).loss - compute(minus).loss) / hh
+          if abs(d - Double(grad[i])) < best { best = abs(d - Double(grad[i])); bestFd = d }
+        }
+        fd[i] = bestFd
+        if best > worst { worst = best; worstAt = i }
+      }
+      checks.append(GradientCheck(output: output, finiteDifference: fd, maxDeviation: worst, worstEntry: worstAt,
+                                  tolerance: 1e-3 * max(gmax, 1e-3) + 1e-5))
+    }
+    try run("grad_logp", r.gradLogp, { $0.logp[$1] += $2 }, { $0.logp[$1] })
+    let optional: [(String, [Float]?, Input)] = [("grad_entropy", r.gradEntropy, \.entropy), ("grad_kl_ref", r.gradKlRef, \.klRef),
+                                                 ("grad_kl_teacher", r.gradKlTeacher, \.klTeacher), ("grad_logits", r.gradLogits, \.logits)]
+    for (name, grad, key) in optional {
+      guard let grad, b[keyPath: key] != nil else { continue }
+      try run(name, grad, { $0[keyPath: key]![$1] += $2 }, { $0[keyPath: key]![$1] })
+    }
+    return (r, checks)
+  }
+}
