@@ -829,6 +829,7 @@ final class RewardLibraryTests: XCTestCase {
 
 final class BuiltinLibraryCheckTests: XCTestCase {
   static let all = ["minirl", "reinforce", "ppo-clip", "grpo", "dr-grpo", "dapo", "cispo", "gspo",
+                    "clip-cov", "kl-cov", "on-policy-distill",
                     "group-mean", "group-mean-std", "rloo", "batch-norm", "none",
                     "exact-match", "format", "length-penalty"]
 
@@ -852,6 +853,14 @@ final class BuiltinLibraryCheckTests: XCTestCase {
       ("group-mean-std", ["eps": .float(1e-4)]), ("batch-norm", ["eps": .float(0)]),
       ("format", ["pattern": .string("integer"), "marker": .string("####")]),
       ("length-penalty", ["max_length": .int(3), "buffer": .int(1)]),
+      // ABI 1.1 terms: the checker feeds the inputs the instance asks for and checks their gradients
+      ("minirl", ["entropy_coef": .float(0.1)]), ("ppo-clip", ["entropy_coef": .float(0.05), "loss_agg_mode": .string("seq-mean-token-sum")]),
+      ("grpo", ["kl_coef": .float(0.1), "kl_estimator": .string("full"), "entropy_coef": .float(0.01)]),
+      ("dr-grpo", ["kl_coef": .float(0.1)]), ("reinforce", ["seq_is": .string("truncate"), "loss_agg_mode": .string("token-mean")]),
+      ("on-policy-distill", ["mode": .string("full"), "reward_weight": .float(0.5)]),
+      ("on-policy-distill", ["reward_weight": .float(1)]),
+      ("clip-cov", ["clip_cov_ratio": .float(0.2), "clip_cov_lb": .float(-10), "clip_cov_ub": .float(10)]),
+      ("kl-cov", ["kl_cov_ratio": .float(0.2)]),
     ]
     for (name, settings) in cases {
       for r in PluginChecker(library: try builtin(name), settings: settings).run() {
