@@ -354,9 +354,16 @@ static keel_status clip_cov_compute(void *instance, const keel_objective_batch *
   return KEEL_OK;
 }
 
+/* get_instance_extension: every instance selects tokens per call (KEEL_EXT_PER_CALL). */
+static const keel_ext_per_call clip_cov_per_call = {sizeof(keel_ext_per_call), 0u, "covariance and the random subset are taken over the call's tokens"};
+static const void *clip_cov_instance_extension(void *instance, const char *id) {
+  (void)instance;
+  return strcmp(id, KEEL_EXT_PER_CALL) == 0 ? &clip_cov_per_call : NULL;
+}
+
 /* ---- Descriptor ------------------------------------------------------------------------- */
 static const keel_objective_vtable clip_cov_vtable = {
-    sizeof(keel_objective_vtable), 0u, M_COUNT, 0u, clip_cov_metrics, "token-mean (loss_agg_mode); token selection per call",
+    sizeof(keel_objective_vtable), 0u, M_COUNT, 0u, clip_cov_metrics, "token-mean",
     clip_cov_compute,
 };
 
@@ -372,6 +379,7 @@ static const keel_plugin clip_cov_plugin = {
     .params = clip_cov_params,
     .create = clip_cov_create,
     .destroy = kp_free_instance,
+    .get_instance_extension = clip_cov_instance_extension,
     .vtable = &clip_cov_vtable,
 };
 

@@ -398,6 +398,18 @@ static inline keel_status ppo_check_term(const ppo_instance *m, const keel_objec
   return KEEL_OK;
 }
 
+/* get_instance_extension: KEEL_EXT_PER_CALL for an instance whose token-mean denominator counts
+ * the call's kept tokens (rejection with loss_agg_mode token-mean), NULL otherwise. */
+static const keel_ext_per_call ppo_per_call = {
+    sizeof(keel_ext_per_call), 0u,
+    "rejection with token-mean: the denominator is T times the call's kept fraction"};
+static inline const void *ppo_family_instance_extension(void *instance, const char *id) {
+  const ppo_instance *m = instance;
+  if (strcmp(id, KEEL_EXT_PER_CALL) == 0 && m->rejection && m->aggregation == PPO_TOKEN_MEAN)
+    return &ppo_per_call;
+  return NULL;
+}
+
 static inline keel_status ppo_family_compute(void *instance, const keel_objective_batch *b,
                                              keel_objective_output *out) {
   ppo_instance *m = instance;

@@ -106,6 +106,7 @@ static const keel_plugin dapo_plugin = {
     .params = dapo_params,
     .create = dapo_create,
     .destroy = kp_free_instance,
+    .get_instance_extension = ppo_family_instance_extension,
     .vtable = &dapo_vtable,
 };
 

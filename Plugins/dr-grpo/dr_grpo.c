@@ -123,6 +123,7 @@ static const keel_plugin dr_grpo_plugin = {
     .params = dr_grpo_params,
     .create = dr_grpo_create,
     .destroy = kp_free_instance,
+    .get_instance_extension = ppo_family_instance_extension,
     .vtable = &dr_grpo_vtable,
 };
 

@@ -118,6 +118,7 @@ static const keel_plugin grpo_plugin = {
     .params = grpo_params,
     .create = grpo_create,
     .destroy = kp_free_instance,
+    .get_instance_extension = ppo_family_instance_extension,
     .vtable = &grpo_vtable,
 };
 

@@ -269,9 +269,16 @@ static keel_status kl_cov_compute(void *instance, const keel_objective_batch *b,
   return KEEL_OK;
 }
 
+/* get_instance_extension: every instance selects tokens per call (KEEL_EXT_PER_CALL). */
+static const keel_ext_per_call kl_cov_per_call = {sizeof(keel_ext_per_call), 0u, "covariance top-k over the call's tokens"};
+static const void *kl_cov_instance_extension(void *instance, const char *id) {
+  (void)instance;
+  return strcmp(id, KEEL_EXT_PER_CALL) == 0 ? &kl_cov_per_call : NULL;
+}
+
 /* ---- Descriptor ------------------------------------------------------------------------- */
 static const keel_objective_vtable kl_cov_vtable = {
-    sizeof(keel_objective_vtable), 0u, M_COUNT, 0u, kl_cov_metrics, "token-mean (loss_agg_mode); token selection per call",
+    sizeof(keel_objective_vtable), 0u, M_COUNT, 0u, kl_cov_metrics, "token-mean",
     kl_cov_compute,
 };
 
@@ -286,6 +293,7 @@ static const keel_plugin kl_cov_plugin = {
     .params = kl_cov_params,
     .create = kl_cov_create,
     .destroy = kp_free_instance,
+    .get_instance_extension = kl_cov_instance_extension,
     .vtable = &kl_cov_vtable,
 };
 

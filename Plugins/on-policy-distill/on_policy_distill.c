@@ -32,7 +32,9 @@
  * kl_discount_factor = 0 (Keel has no discounted future-KL sum) and reward_weight = 1 (Tinker
  * always adds the environment's advantage; its distillation environments give reward 0, where
  * any reward_weight agrees); Keel's loss is Tinker's summed loss divided by T (same direction,
- * scaled gradient). Mode "full" equals TRL GKDTrainer with lmbda = 1 (on-policy) and beta = 1
+ * scaled gradient). Keel scores the teacher at the sampling temperature (like every log-prob it
+ * passes); Tinker's teacher log-probs are untempered, so the two agree at sampler.temperature 1
+ * (Keel's default). Mode "full" equals TRL GKDTrainer with lmbda = 1 (on-policy) and beta = 1
  * (reverse KL(student ‖ teacher)), token-mean over completion tokens, times kl_coef.
  *
  * Metrics (token-mean over the call's unmasked tokens): masked_fraction_low/high (always 0),

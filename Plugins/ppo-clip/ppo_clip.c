@@ -104,6 +104,7 @@ static const keel_plugin ppo_clip_plugin = {
     .params = ppo_clip_params,
     .create = ppo_clip_create,
     .destroy = kp_free_instance,
+    .get_instance_extension = ppo_family_instance_extension,
     .vtable = &ppo_clip_vtable,
 };
 

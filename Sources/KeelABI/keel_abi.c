@@ -14,3 +14,4 @@ _Static_assert(offsetof(keel_objective_output, grad_entropy) == 32, "keel_object
 _Static_assert(sizeof(keel_plugin) == 120, "keel_plugin layout changed");
 _Static_assert(offsetof(keel_plugin, get_instance_extension) == 112, "keel_plugin 1.0 prefix changed");
 _Static_assert(offsetof(keel_plugin, create) == 56, "keel_plugin layout changed");
+_Static_assert(sizeof(keel_ext_per_call) == 16, "keel_ext_per_call layout changed");

@@ -80,6 +80,7 @@ public enum BatchFile {
     var anyRef = false
     let termKeys = ["entropy", "kl_ref", "logp_teacher", "kl_teacher"]
     var terms: [String: [Float]] = [:], logits: [Float] = [], vocab: Int? = nil
+    var logitsGiven: Bool? = nil  // by the first response with tokens: every later one must agree
     for (i, r) in rs.enumerated() {
       let at = "responses[\(i)]"
       guard let logp = try floats(path, r, "logp", at) else { throw fail(path, "\(at).logp is missing") }
@@ -94,14 +95,19 @@ public enum BatchFile {
       }
       if let rowsRaw = r["logits"] {
         guard let rows = rowsRaw as? [Any], rows.count == logp.count else { throw fail(path, "\(at).logits must be a list of \(logp.count) rows (one per token)") }
+        if logitsGiven == false, !logp.isEmpty {
+          throw fail(path, "\(at).logits is given but an earlier response with tokens has none: give it for every response or none")
+        }
+        if !logp.isEmpty { logitsGiven = true }
         for (j, row) in rows.enumerated() {
           guard let xs = try floats(path, ["row": row], "row", "\(at).logits[\(j)]"), !xs.isEmpty else { throw fail(path, "\(at).logits[\(j)] must be a non-empty list of numbers") }
           guard vocab == nil || vocab == xs.count else { throw fail(path, "\(at).logits[\(j)] has \(xs.count) entries but earlier rows have \(vocab!) (the vocabulary size)") }
           vocab = xs.count
           logits += xs
         }
-      } else if vocab != nil, !logp.isEmpty {
-        throw fail(path, "\(at).logits is missing but earlier responses give logits: give it for every response or none")
+      } else if !logp.isEmpty {
+        if logitsGiven == true { throw fail(path, "\(at).logits is missing but earlier responses give logits: give it for every response or none") }
+        logitsGiven = false
       }
       let ref = try floats(path, r, "logp_ref", at, count: logp.count)
       anyRef = anyRef || ref != nil

@@ -168,6 +168,9 @@ public final class ObjectiveInstance: PluginInstance, @unchecked Sendable {
       throw PluginError.invalidInput("objective '\(library.name)' (\(library.path)) needs \(need.field)")
     }
     var batch = batch
+    // a 1.1 instance gets exactly what it asked for; a 1.0 plugin gets logp_ref whenever there is
+    // one (as 1.0 hosts did: 1.0 plugins could not ask per instance)
+    if library.abiMinor >= 1 && !needs(.reference) { batch.logpRef = nil }
     if !needs(.entropy) { batch.entropy = nil }
     if !needs(.referenceKL) { batch.klRef = nil }
     if !needs(.teacher) { batch.logpTeacher = nil }

@@ -13,9 +13,9 @@
 //                            instance returns) matches a central difference with logp_frozen
 //                            held fixed: max|fd − g| ≤ 1e-3·max(max|g|, 1e-3) + 1e-5
 //   micro-batch split      → two calls with whole-batch totals sum to the whole (1e-5 rel.),
-//                            every gradient output included; an objective whose aggregation
-//                            string says "per call" (a selection over the call's tokens, as
-//                            clip-cov's) is by declaration not additive: reported, not failed
+//                            every gradient output included; an instance that declares itself
+//                            not additive (the KEEL_EXT_PER_CALL instance extension: a selection
+//                            or a denominator over the call's tokens) is reported, not failed
 // The batches carry the inputs the instance asked for (ABI 1.1 flags): logp_ref, entropy,
 // kl_ref, logp_teacher, kl_teacher, logits (vocab_size 5), made up deterministically.
 // Reward: empty batch OK; finite rewards on ordinary, empty and non-ASCII responses;
@@ -215,8 +215,8 @@ public struct PluginChecker {
         ok = ok && parts.count == full.count && err <= 1e-5 * max(full.map { abs(Double($0)) }.max() ?? 0, 1e-6)
       }
       let detail = "loss whole \(whole.loss) vs parts \(loss); max grad diff \(gerr)"
-      if !ok && library.aggregation.contains("per call") {
-        return (true, detail + " — not additive, as its aggregation declares (\(library.aggregation))")
+      if !ok, let reason = try inst.perCallReason() {
+        return (true, detail + " — not additive over calls, as the instance declares (\(reason))")
       }
       return (ok, detail)
     }

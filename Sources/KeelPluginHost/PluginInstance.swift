@@ -91,6 +91,20 @@ public class PluginInstance: @unchecked Sendable {
     }
     handle = instance
     needs = library.abiMinor >= 1 ? flags : library.objectiveFlags & UInt32(KEEL_OBJECTIVE_USES_REF)
+    let known = UInt32(KEEL_OBJECTIVE_USES_REF | KEEL_OBJECTIVE_USES_ENTROPY | KEEL_OBJECTIVE_USES_REF_KL | KEEL_OBJECTIVE_USES_TEACHER
+                       | KEEL_OBJECTIVE_USES_TEACHER_KL | KEEL_OBJECTIVE_USES_LOGITS)
+    if library.kind == .objective, needs & ~known != 0 {
+      throw PluginError.createFailed(path: library.path, name: library.name, status: KEEL_ERR_INVALID_ARGUMENT,
+                                     message: "host check: instance flags 0x\(String(needs, radix: 16)) set bits this host does not know (known: 0x\(String(known, radix: 16)))")
+    }
+  }
+
+  /// KEEL_EXT_PER_CALL: why this instance's loss is not additive over calls, or nil.
+  public func perCallReason() throws -> String? {
+    guard let table = try instanceExtension(KEEL_EXT_PER_CALL) else { return nil }
+    let t = table.assumingMemoryBound(to: keel_ext_per_call.self)
+    guard Int(t.pointee.struct_size) >= MemoryLayout<keel_ext_per_call>.size else { return "(no reason given)" }
+    return t.pointee.reason.map { String(cString: $0) } ?? "(no reason given)"
   }
 
   /// ABI 1.1: this instance's extension table for `id`, or nil (also for 1.0 plugins).
@@ -131,7 +145,7 @@ public class PluginInstance: @unchecked Sendable {
 
   /// The plugin's saved state (empty for stateless plugins).
   public func saveState() throws -> [UInt8] {
-    let d = library.descriptor.pointee
+    let d = PluginLibrary.readPrefix(library.descriptor)  // a 1.0 descriptor is shorter than ours
     guard let sizeFn = d.state_size, let saveFn = d.save_state else { return [] }
     var size: UInt64 = 0
     try call("state_size") { sizeFn(handle, &size) }
@@ -141,7 +155,7 @@ public class PluginInstance: @unchecked Sendable {
   }
 
   public func loadState(_ blob: [UInt8]) throws {
-    let d = library.descriptor.pointee
+    let d = PluginLibrary.readPrefix(library.descriptor)
     guard let loadFn = d.load_state else {
       guard blob.isEmpty else {
         throw PluginError.invalidInput("plugin '\(library.name)' (\(library.path)) is stateless but the checkpoint holds \(blob.count) bytes of its state")

@@ -94,7 +94,7 @@ public enum ConfigSchema {
     k("train.routing_replay", .string, .string("none"), "MoE routing replay: none | R2 (training engine's π_old experts) | R3 (sampler's experts)", ["none", "R2", "R3"]),
     k("train.kl_ref", .bool, .bool(false), "a frozen reference policy (the cold start): its log-probs reach the objective as logp_ref, and its full distribution as kl_ref = KL(π_θ ‖ π_ref) for objectives that ask for it (ABI 1.1)"),
     k("train.teacher", .optionalString, .null, "a teacher checkpoint directory (Keel's or a Hugging Face one, read-only, same vocabulary as the policy) scored with the policy's micro-batches for objectives that ask for logp_teacher / kl_teacher (ABI 1.1; e.g. on-policy-distill); null = none"),
-    k("train.micro_batch", .int, .int(128), "sequences per forward/backward pass (memory bound; does not change results' meaning)"),
+    k("train.micro_batch", .int, .int(128), "sequences per forward/backward pass (memory bound; does not change results' meaning, except for objectives that declare themselves per call — clip-cov, kl-cov, rejection with token-mean — for which the run warns)"),
     k("train.aux_loss_coef", .float, .float(0.0), "MoE load-balancing loss coefficient (0 = off); taken per micro-batch, weighted by its share of the mini-batch's tokens"),
     k("train.threads", .int, .int(2), "threads for kernels and BLAS (per rank under mpirun)"),
     k("plugins.timeout", .float, .float(600), "seconds one plugin call may run before the run is stopped with a message naming the plugin (0 = no limit); the last checkpoint stays intact"),

@@ -170,18 +170,20 @@ public struct RunDirectory: Sendable {
 }
 
 extension RunDirectory {
-  /// The data files a run started from (model.checkpoint's config, weights and tokenizer files;
-  /// a JSONL dataset and its held-out file), with their SHA-256: keel compare reruns a run whose
+  /// The data files a run started from (model.checkpoint's and train.teacher's config, weights
+  /// and tokenizer files; a JSONL dataset and its held-out file), with their SHA-256: keel compare reruns a run whose
   /// inputs changed.
   static func inputFiles(_ config: RunConfig) -> [Provenance.File] {
     var out: [Provenance.File] = []
     func add(_ role: String, _ path: String) {
       if FileManager.default.fileExists(atPath: path) { out.append(Provenance.File(role: role, path: path, sha256: FileDigest.sha256(path))) }
     }
-    if let dir = config.model.checkpoint {
+    // model.checkpoint and (a frozen model the objective scores against) train.teacher
+    for (role, dir) in [("model.checkpoint", config.model.checkpoint), ("train.teacher", config.train.teacher)] {
+      guard let dir else { continue }
       let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
       for n in names where n == "config.json" || n.hasSuffix(".safetensors") || n == "model.safetensors.index.json" || HFPolicyTokenizer.files.contains(n) {
-        add("model.checkpoint", dir + "/" + n)
+        add(role, dir + "/" + n)
       }
     }
     let task = config.task.name

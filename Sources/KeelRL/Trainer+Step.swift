@@ -158,7 +158,7 @@ extension Trainer {
   /// The one place π_old is recorded: a π_old forward's per-response values (the separate pass's,
   /// or with N = 1 the update's own), and the reference's forward if kl_ref.
   func recordOld(_ buffer: inout RolloutBuffer, _ chunk: [Int], batch b: SequenceBatch, out: ForwardOutput) {
-    let refOut = reference?.forward(b, temperature: Float(config.sampler.temperature))
+    let refOut = wantsReferenceLogp ? reference?.forward(b, temperature: Float(config.sampler.temperature)) : nil
     var o = 0
     for (j, i) in chunk.enumerated() {
       let n = buffer.responses[i].tokens.count

@@ -134,7 +134,7 @@ extension Trainer {
   func distributionTerms(_ ob: inout ObjectiveBatch, batch b: SequenceBatch, saved: SavedActivations, entropy: [Float])
     -> (reference: [Float]?, teacher: [Float]?) {
     let o = plugins.objective, T = Float(config.sampler.temperature), engine = policy.engine
-    ob.vocabSize = Int64(modelConfig.vocabSize)
+    ob.vocabSize = Int64(engine.config.vocabSize)
     if o.needs(.entropy) { ob.entropy = entropy }
     if o.needs(.logits) { ob.logits = engine.scaledLogits(saved) }
     var refRows: [Float]? = nil, teacherRows: [Float]? = nil
@@ -177,7 +177,7 @@ extension Trainer {
       ob.logpRollout += r.logpRollout
       if let lr = r.logpRef { ref += lr }
     }
-    ob.logpRef = reference != nil ? ref : nil
+    ob.logpRef = reference != nil && wantsReferenceLogp ? ref : nil
     return ob
   }
 

@@ -142,6 +142,10 @@ public final class Trainer {
   // MARK: set-up
 
   var needsTeacher: Bool { plugins.objective.needs(.teacher) || plugins.objective.needs(.teacherKL) }
+  /// Whether the reference's log-probs of the sampled tokens are computed and passed: when the
+  /// instance asks (USES_REF), or to a 1.0 plugin whenever there is a reference (1.0 hosts did,
+  /// and 1.0 plugins such as the old grpo read logp_ref without the static flag).
+  var wantsReferenceLogp: Bool { plugins.objective.usesReference || plugins.objective.library.abiMinor == 0 }
 
   /// The objective instance's needs (ABI 1.1 flags) against the config, before any work: a
   /// reference term needs train.kl_ref, a teacher term train.teacher.
@@ -156,6 +160,38 @@ public final class Trainer {
     }
     if config.train.teacher != nil && !needsTeacher {
       logger.warning("train.teacher is set but \(name) asks for no teacher term: the teacher is not loaded")
+    }
+    if let dir = config.train.teacher, needsTeacher {
+      // read the teacher's config now (before any cold start): vocabulary and context must fit
+      let tc: ModelConfig
+      do { tc = try Checkpoint.loadConfig(directory: dir) } catch { throw TrainerError(message: "train.teacher \(dir): \(error)") }
+      try checkTeacher(tc, dir: dir, vocabulary: modelConfig.vocabSize)
+    }
+    if let reason = try o.perCallReason() {
+      let perMiniBatch = B / config.train.minibatches * G
+      if comm.size > 1 || config.train.microBatch < perMiniBatch {
+        logger.warning("\(name) is not additive over calls (\(reason)) but a mini-batch of \(perMiniBatch) responses is split (train.micro_batch \(config.train.microBatch), \(comm.size) rank(s)): its loss depends on the split; set train.micro_batch ≥ \(perMiniBatch) on one rank for the whole-batch definition")
+      }
+    }
+  }
+
+  /// A teacher must score the policy's ids (same vocabulary size) for every sequence the run makes.
+  func checkTeacher(_ tc: ModelConfig, dir: String, vocabulary: Int) throws {
+    guard tc.vocabSize == vocabulary else {
+      throw TrainerError(message: "train.teacher \(dir): its vocabulary has \(tc.vocabSize) tokens but the policy's has \(vocabulary); a teacher must score the policy's token ids (same tokenizer)")
+    }
+    // a dataset's rows bound the sequences; a procedural task's only the policy's own context
+    let what: String, longest: Int
+    if let rows = dataset.train {
+      let longestPrompt = rows.map { (try? tokenizer.encodePrompt($0.prompt).count) ?? 0 }.max() ?? 0
+      longest = longestPrompt + config.sampler.maxTokens
+      what = "the run's longest sequence (\(longestPrompt) prompt + \(config.sampler.maxTokens) sampler.max_tokens = \(longest) tokens)"
+    } else {
+      longest = modelConfig.maxPositionEmbeddings
+      what = "the policy's (\(longest)), which bounds the task's sequences"
+    }
+    guard tc.maxPositionEmbeddings >= longest else {
+      throw TrainerError(message: "train.teacher \(dir): max_position_embeddings \(tc.maxPositionEmbeddings) is shorter than \(what)")
     }
   }
 
@@ -195,9 +231,18 @@ public final class Trainer {
       reference = TrainingEngine(store: refStore ?? policy.store.copy(), compute: policy.engine.compute)
     }
     if let dir = config.train.teacher, needsTeacher {
-      let (store, _) = try Checkpoint.load(directory: dir)
-      guard store.layout.config.vocabSize == modelConfig.vocabSize else {
-        throw TrainerError(message: "train.teacher \(dir): its vocabulary has \(store.layout.config.vocabSize) tokens but the policy's has \(modelConfig.vocabSize); a teacher must score the policy's token ids (same tokenizer)")
+      let store: ParameterStore
+      do { store = try Checkpoint.load(directory: dir).0 } catch { throw TrainerError(message: "train.teacher \(dir): \(error)") }
+      try checkTeacher(store.layout.config, dir: dir, vocabulary: policy.engine.config.vocabSize)
+      // the ids must mean the same tokens: a tokenizer.json that differs from the policy's is suspect
+      let teacherTokenizer = dir + "/tokenizer.json"
+      let policyTokenizer = config.model.checkpoint.map { $0 + "/tokenizer.json" }
+      let hasOwn = FileManager.default.fileExists(atPath: teacherTokenizer)
+      if hasOwn || policyTokenizer.map({ FileManager.default.fileExists(atPath: $0) }) == true {
+        let same = hasOwn && policyTokenizer.map { FileDigest.sha256($0) == FileDigest.sha256(teacherTokenizer) } == true
+        if !same {
+          logger.warning("train.teacher \(dir): its tokenizer.json is not the policy's (\(policyTokenizer ?? "Keel's character table")); the teacher scores the policy's token ids, so the two must assign the same ids")
+        }
       }
       teacher = TrainingEngine(store: store, compute: policy.engine.compute)
     }

@@ -97,7 +97,8 @@ extension PluginsCommand {
       discussion: """
         Rules: finite inputs give finite outputs; an empty or all-masked batch gives loss 0 and \
         gradient 0; a NaN input gives an error status or a NaN output, never a crash; ∂loss/∂logp \
-        matches central finite differences in logp with logp_frozen held fixed \
+        (and every ABI 1.1 term gradient the instance returns: entropy, KLs, logits) matches central \
+        finite differences in its input with logp_frozen held fixed \
         (max|fd − g| ≤ 1e-3·max(max|g|, 1e-3) + 1e-5); a batch split into two calls sums to the whole. \
         Exit status 0 only if every check passes.
         """)

@@ -4,6 +4,9 @@
 //  - on-policy distillation from a teacher checkpoint (train.teacher: a checkpoint of a run with
 //    a high-entropy policy) lowers the per-token KL to the teacher, with the sampled estimate
 //    (logp_teacher) and with the host's full-vocabulary KL (kl_teacher, gradient chained);
+//  - a Hugging Face directory as the teacher: when it is also the policy's start, the full KL to
+//    the teacher is exactly 0 (same weights, same forward) and stays 0 (a fixed point), and a teacher of
+//    another vocabulary is refused naming both sizes;
 //  - grpo's full-vocabulary KL to the reference (kl_estimator full) is 0 while π_θ = π_ref and
 //    positive once the policy has moved;
 //  - an objective asking for a reference or a teacher the config does not give stops before
@@ -57,6 +60,28 @@ final class DistributionTermRunTests: XCTestCase {
       XCTAssertGreaterThan(first, 0.5, mode)
       XCTAssertLessThan(last, first - 0.1, "\(mode): teacher_kl \(first) over the first 3 steps → \(last) over the last 3")
     }
+  }
+
+  func testAHuggingFaceTeacher() throws {
+    let dir = TestSupport.tempDir("keel-hfteacher")
+    for f in ["config.json", "model.safetensors"] {
+      try FileManager.default.copyItem(atPath: TestSupport.root + "/Tests/Fixtures/hf/qwen3moe-norm/" + f, toPath: dir + "/" + f)
+    }
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+      try FileManager.default.copyItem(atPath: TestSupport.root + "/Tests/Fixtures/tokenizers/wordlevel/" + f, toPath: dir + "/" + f)
+    }
+    let data = TestSupport.tempDir("keel-hfdata") + "/add.jsonl"
+    try (0...9).flatMap { a in (0...9).map { b in "{\"prompt\": \"\(a)+\(b)=\", \"answer\": \"\(a + b)\"}" } }
+      .joined(separator: "\n").write(toFile: data, atomically: true, encoding: .utf8)
+    let common = ["--steps", "2", "--objective", "on-policy-distill", "--set", "objective.params.mode=full", "--set", "model.checkpoint=\(dir)",
+                  "--set", "task.name=\(data)", "--set", "sampler.max_tokens=6"]
+    let rows = try train(common + ["--set", "train.teacher=\(dir)"]).rows
+    // the teacher is the policy: KL 0, and 0 is a fixed point (∂KL/∂θ = 0 there), so it stays 0
+    XCTAssertEqual(rows.map { $0["teacher_kl"] as! Double }, [0, 0])
+    // Keel's character-table model as the teacher of a 64-token policy: refused, naming both sizes
+    let (_, other) = try train(["--steps", "1", "--set", "checkpoint.every=1"])
+    let refused = try train(common + ["--set", "train.teacher=\(other)/checkpoints/step-000001"], expectFailure: true).output
+    XCTAssertTrue(refused.contains("train.teacher") && refused.contains("64"), refused)
   }
 
   func testFullKLToTheReferenceStartsAtZeroAndGrows() throws {

@@ -76,4 +76,37 @@ final class ABI11HostTests: XCTestCase {
     // a plugin without the entry answers nil
     XCTAssertNil(try ObjectiveInstance(library: try builtin("minirl")).instanceExtension("org.keel.test.echo/1"))
   }
+
+  func testInstancesThatAreNotAdditiveOverCallsSaySo() throws {
+    func reason(_ name: String, _ settings: [String: ParameterValue] = [:]) throws -> String? {
+      try ObjectiveInstance(library: try builtin(name), settings: settings).perCallReason()
+    }
+    XCTAssertNotNil(try reason("clip-cov"))
+    XCTAssertNotNil(try reason("kl-cov"))
+    XCTAssertNil(try reason("ppo-clip"))
+    let rejection: [String: ParameterValue] = ["tis_mode": .string("sequence"), "rejection": .bool(true)]
+    XCTAssertNotNil(try reason("ppo-clip", rejection))
+    var perResponse = rejection
+    perResponse["loss_agg_mode"] = .string("seq-mean-token-mean")
+    XCTAssertNil(try reason("ppo-clip", perResponse), "per-response denominators are exact")
+    // the validator reports the split instead of failing it, for exactly those instances
+    let results = PluginChecker(library: try builtin("ppo-clip"), settings: rejection).run()
+    let split = try XCTUnwrap(results.first { $0.name == "micro-batch split" })
+    XCTAssertTrue(split.passed && split.detail.contains("not additive over calls"), split.detail)
+    XCTAssertTrue(results.allSatisfy(\.passed), "\(results.filter { !$0.passed })")
+  }
+
+  func testBatchFileLogitsAreEveryResponsesOrNone() throws {
+    let path = TestSupport.tempDir("keel-batch") + "/b.json"
+    let r0 = #"{"advantage": 1, "logp": [-0.5], "logp_old": [-0.5], "logp_rollout": [-0.5]}"#
+    let r1 = #"{"advantage": 1, "logp": [-0.5], "logp_old": [-0.5], "logp_rollout": [-0.5], "logits": [[0.1, 0.2, 0.3]]}"#
+    for (responses, bad) in [("[\(r0), \(r1)]", "responses[1].logits is given"), ("[\(r1), \(r0)]", "responses[1].logits is missing")] {
+      try #"{"responses": \#(responses)}"#.write(toFile: path, atomically: true, encoding: .utf8)
+      XCTAssertThrowsError(try BatchFile.objective(path)) { XCTAssertTrue("\($0)".contains(bad), "\($0)") }
+    }
+    try #"{"responses": [\#(r1), \#(r1)]}"#.write(toFile: path, atomically: true, encoding: .utf8)
+    let (b, _) = try BatchFile.objective(path)
+    XCTAssertEqual(b.vocabSize, 3)
+    XCTAssertEqual(b.logits, [0.1, 0.2, 0.3, 0.1, 0.2, 0.3])
+  }
 }

@@ -54,6 +54,8 @@ final class ABILayoutTests: XCTestCase {
     let out: [(PartialKeyPath<keel_objective_output>, Int)] = [(\.grad_entropy, 32), (\.grad_kl_ref, 40), (\.grad_kl_teacher, 48),
                                                                (\.grad_logits, 56)]
     for (key, offset) in out { XCTAssertEqual(MemoryLayout<keel_objective_output>.offset(of: key), offset) }
+    XCTAssertEqual(MemoryLayout<keel_ext_per_call>.size, 16)
+    XCTAssertEqual(MemoryLayout<keel_ext_per_call>.offset(of: \.reason), 8)
     XCTAssertEqual([KEEL_OBJECTIVE_USES_REF, KEEL_OBJECTIVE_USES_ENTROPY, KEEL_OBJECTIVE_USES_REF_KL, KEEL_OBJECTIVE_USES_TEACHER,
                     KEEL_OBJECTIVE_USES_TEACHER_KL, KEEL_OBJECTIVE_USES_LOGITS], [1, 2, 4, 8, 16, 32])
   }

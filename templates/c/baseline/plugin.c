@@ -1,6 +1,6 @@
 /*
  * plugin.c — keel-template-baseline: a starting point for a Keel baseline (advantage
- * estimator) plugin (ABI 1.0).
+ * estimator) plugin (ABI 1.1; a baseline uses nothing 1.1 added).
  *
  * Contract: group mean. advantage_i = reward_i − mean of the rewards of i's group, where a
  * group is every response with the same group_id (ids are arbitrary int64 values, responses

@@ -1,5 +1,5 @@
 /*
- * plugin.c — keel-template-reward: a starting point for a Keel reward plugin (ABI 1.0).
+ * plugin.c — keel-template-reward: a starting point for a Keel reward plugin (ABI 1.1).
  *
  * Contract: one score per response, 1.0 when the response equals the reference after
  * trimming ASCII whitespace from both ends of each, else 0.0. No components. A NULL

@@ -205,7 +205,8 @@ typedef struct keel_objective_batch {
                                 needs train.teacher) */
   const float *kl_teacher;   /* [num_tokens] KL(π_θ ‖ π_teacher), full vocabulary
                                 (USES_TEACHER_KL; needs train.teacher) */
-  int64_t vocab_size;        /* V, always set by a 1.1 host */
+  int64_t vocab_size;        /* V: set by the training host; 0 when unknown (keel plugins
+                                eval/check of a batch without logits) */
   const float *logits;       /* [num_tokens * vocab_size] z = logits / T of π_θ, row per token,
                                 so softmax(z) = π_θ(·|prefix) (USES_LOGITS); borrowed */
 } keel_objective_batch;
@@ -365,6 +366,20 @@ typedef struct keel_plugin {
    * [never] allocate per query (return the same table for the same id) */
   const void *(*get_instance_extension)(void *instance, const char *extension_id);
 } keel_plugin;
+
+/* ---- Keel-defined instance extensions (1.1) -------------------------------------------------
+ * Tables a plugin may return from get_instance_extension for these ids. */
+
+/* "org.keel.per-call/1": this instance's loss is NOT additive over calls — it normalises or
+ * selects over the call's own tokens (a covariance top-k, a kept-token count), so the result
+ * depends on how the host splits a step into micro-batches. The host then warns when a step is
+ * split, and `keel plugins check` reports its split test instead of failing it. */
+#define KEEL_EXT_PER_CALL "org.keel.per-call/1"
+typedef struct keel_ext_per_call {
+  uint32_t struct_size;
+  uint32_t reserved0;
+  const char *reason; /* one line: what depends on the call, e.g. "covariance top-k per call" */
+} keel_ext_per_call;
 
 /* The one exported symbol. Returns the descriptor, or NULL to refuse the host's ABI version
  * (the host reports both versions).
