@@ -252,6 +252,15 @@ public final class Trainer {
         throw TrainerError(message: "the \(role) plugin '\(p.library.name)' (\(p.library.path)) keeps state (save_state/load_state), which would differ between MPI ranks (each sees only its share of the batch); run it in one process")
       }
       try checkWeightsAgree(after: "loading")
+      // the frozen models every rank scores against must be the same too
+      for (key, engine) in [("train.teacher", teacher), ("train.kl_ref (the reference)", reference)] {
+        guard let engine else { continue }
+        let all = try comm.allgather(WeightChecksum.of(engine.store.values.p, count: engine.store.layout.count), what: "allgather of \(key) checksums")
+        if Set(all).count > 1 {
+          let list = all.enumerated().map { "rank \($0.offset): \(WeightChecksum.hex($0.element))" }.joined(separator: ", ")
+          throw TrainerError(message: "the ranks' \(key) weights differ (\(list)); every rank must read the same checkpoint")
+        }
+      }
     }
     guard comm.isRoot else { return }
     let keep = checkpoint != nil ? step : nil

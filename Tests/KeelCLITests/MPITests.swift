@@ -127,6 +127,25 @@ final class MPITests: XCTestCase {
     XCTAssertEqual(try checksums(base + "/k2again"), c2)
   }
 
+  /// ABI 1.1 terms under data parallelism: on-policy distillation with the full-vocabulary KL to a
+  /// teacher (each rank scores its own micro-batches against its copy of the teacher, checked
+  /// equal at load) matches one process as the plain objective does.
+  func testDistillationWithATeacherMatchesOneProcess() throws {
+    _ = try mpirun()
+    let base = TestSupport.tempDir("keel-mpi-distill")
+    try train(ranks: 1, out: base + "/teacher", common + ["--steps", "4", "--set", "objective.params.entropy_coef=0.5", "--set", "checkpoint.every=4"])
+    let args = common + ["--steps", "2", "--objective", "on-policy-distill", "--set", "objective.params.mode=full",
+                         "--set", "train.teacher=\(base)/teacher/checkpoints/step-000004"]
+    try train(ranks: 1, out: base + "/k1", args)
+    try train(ranks: 2, out: base + "/k2", args)
+    let m1 = try metrics(base + "/k1"), m2 = try metrics(base + "/k2")
+    XCTAssertGreaterThan(m1[1]!["teacher_kl"]!, 0)
+    let (d1, k1) = maxRelative(m1[1]!, m2[1]!)
+    XCTAssertLessThanOrEqual(d1, 1e-5, "step 1: \(k1) differs by \(d1) relative")
+    let (d2, k2) = maxRelative(m1[2]!, m2[2]!)
+    XCTAssertLessThanOrEqual(d2, 1e-3, "step 2: \(k2) differs by \(d2) relative")
+  }
+
   func testResumeAcrossRankCounts() throws {
     _ = try mpirun()
     let base = TestSupport.tempDir("keel-mpi-resume")
