@@ -92,21 +92,41 @@ void kk_logprob_backward(float *dlogits, const float *dlogp, const float *logits
     }
 }
 
-/* ---- Distribution terms (ABI 1.1): scalar loops, double sums in j order ----------------- */
+/* ---- Distribution terms (ABI 1.1) ---------------------------------------------------------
+ * 8 lanes over j with a masked tail (missing lanes contribute 0), p_j = kk_exp8(s_j − lse);
+ * terms with p_j = 0 count as 0 (so −inf logits, and −inf log q where p = 0, are fine). The
+ * forward accumulates in double (two 4-lane halves, then lanes in a fixed order): a KL near 0
+ * is a sum of terms of both signs. */
+
+/* Σ over the lanes of two 4-lane double accumulators, in a fixed order. */
+KK_INLINE double kk_hsum4d2(__m256d a, __m256d b) {
+    __m256d t = _mm256_add_pd(a, b);
+    __m128d lo = _mm256_castpd256_pd128(t), hi = _mm256_extractf128_pd(t, 1);
+    __m128d u = _mm_add_pd(lo, hi);
+    return _mm_cvtsd_f64(_mm_add_sd(u, _mm_unpackhi_pd(u, u)));
+}
 
 void kk_kl_forward(float *kl, const float *logits, const float *lse, const float *logq,
                    int64_t R, int64_t V, float inv_temperature) {
     // kl is (R), logits and logq are (R,V), lse is (R)
     kk_softmax_check(V, inv_temperature);
+    __m256 it = _mm256_set1_ps(inv_temperature), zero = _mm256_setzero_ps();
     for (int64_t r = 0; r < R; r++) {
         const float *row = logits + r * V, *q = logq + r * V;
-        double acc = 0.0;
-        for (int64_t j = 0; j < V; j++) {
-            float lp = row[j] * inv_temperature - lse[r];
-            float p = kk_exp1(lp);
-            if (p != 0.0f) acc += (double)p * ((double)lp - (double)q[j]);
+        __m256 vl = _mm256_set1_ps(lse[r]);
+        __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+        for (int64_t j = 0; j < V; j += 8) {
+            __m256i mask = kk_mask8(V - j < 8 ? V - j : 8);
+            __m256 lp = _mm256_sub_ps(_mm256_mul_ps(_mm256_maskload_ps(row + j, mask), it), vl);
+            __m256 p = _mm256_and_ps(kk_exp8(lp), _mm256_castsi256_ps(mask));
+            __m256 live = _mm256_cmp_ps(p, zero, _CMP_NEQ_OQ);
+            /* p·(lp − lq) with dead lanes forced to 0 (a −inf lq where p = 0 gives no NaN) */
+            __m256 d = _mm256_and_ps(_mm256_sub_ps(lp, _mm256_maskload_ps(q + j, mask)), live);
+            __m256 t = _mm256_mul_ps(p, d);
+            acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(t)));
+            acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(t, 1)));
         }
-        kl[r] = (float)acc;
+        kl[r] = (float)kk_hsum4d2(acc0, acc1);
     }
 }
 
@@ -115,15 +135,20 @@ void kk_entropy_backward(float *dlogits, const float *dentropy, const float *log
                          float inv_temperature) {
     // dlogits (ACCUMULATE) is (R,V); dentropy, lse, entropy are (R)
     kk_softmax_check(V, inv_temperature);
+    __m256 it = _mm256_set1_ps(inv_temperature), zero = _mm256_setzero_ps();
     for (int64_t r = 0; r < R; r++) {
         if (dentropy[r] == 0.0f) continue;
         const float *row = logits + r * V;
         float *drow = dlogits + r * V;
-        const double c = -(double)dentropy[r] * (double)inv_temperature, h = entropy[r];
-        for (int64_t j = 0; j < V; j++) {
-            float lp = row[j] * inv_temperature - lse[r];
-            float p = kk_exp1(lp);
-            if (p != 0.0f) drow[j] += (float)(c * (double)p * ((double)lp + h));
+        __m256 vl = _mm256_set1_ps(lse[r]), vh = _mm256_set1_ps(entropy[r]);
+        __m256 vc = _mm256_set1_ps(-dentropy[r] * inv_temperature);
+        for (int64_t j = 0; j < V; j += 8) {
+            __m256i mask = kk_mask8(V - j < 8 ? V - j : 8);
+            __m256 lp = _mm256_sub_ps(_mm256_mul_ps(_mm256_maskload_ps(row + j, mask), it), vl);
+            __m256 p = kk_exp8(lp);
+            __m256 live = _mm256_cmp_ps(p, zero, _CMP_NEQ_OQ);
+            __m256 g = _mm256_and_ps(_mm256_mul_ps(_mm256_mul_ps(vc, p), _mm256_add_ps(lp, vh)), live);
+            _mm256_maskstore_ps(drow + j, mask, _mm256_add_ps(_mm256_maskload_ps(drow + j, mask), g));
         }
     }
 }
@@ -133,15 +158,21 @@ void kk_kl_backward(float *dlogits, const float *dkl, const float *logits, const
                     float inv_temperature) {
     // dlogits (ACCUMULATE) is (R,V); logq is (R,V); dkl, lse, kl are (R)
     kk_softmax_check(V, inv_temperature);
+    __m256 it = _mm256_set1_ps(inv_temperature), zero = _mm256_setzero_ps();
     for (int64_t r = 0; r < R; r++) {
         if (dkl[r] == 0.0f) continue;
         const float *row = logits + r * V, *q = logq + r * V;
         float *drow = dlogits + r * V;
-        const double c = (double)dkl[r] * (double)inv_temperature, k = kl[r];
-        for (int64_t j = 0; j < V; j++) {
-            float lp = row[j] * inv_temperature - lse[r];
-            float p = kk_exp1(lp);
-            if (p != 0.0f) drow[j] += (float)(c * (double)p * ((double)lp - (double)q[j] - k));
+        __m256 vl = _mm256_set1_ps(lse[r]), vk = _mm256_set1_ps(kl[r]);
+        __m256 vc = _mm256_set1_ps(dkl[r] * inv_temperature);
+        for (int64_t j = 0; j < V; j += 8) {
+            __m256i mask = kk_mask8(V - j < 8 ? V - j : 8);
+            __m256 lp = _mm256_sub_ps(_mm256_mul_ps(_mm256_maskload_ps(row + j, mask), it), vl);
+            __m256 p = kk_exp8(lp);
+            __m256 live = _mm256_cmp_ps(p, zero, _CMP_NEQ_OQ);
+            __m256 d = _mm256_sub_ps(_mm256_sub_ps(lp, _mm256_maskload_ps(q + j, mask)), vk);
+            __m256 g = _mm256_and_ps(_mm256_mul_ps(_mm256_mul_ps(vc, p), d), live);
+            _mm256_maskstore_ps(drow + j, mask, _mm256_add_ps(_mm256_maskload_ps(drow + j, mask), g));
         }
     }
 }

@@ -10,6 +10,7 @@
 import CBLAS
 import Dispatch
 import Foundation
+import KeelKernels
 import KeelRandom
 
 public struct BenchSettings: Sendable {
@@ -25,6 +26,8 @@ public struct BenchSettings: Sendable {
   /// Time the training step (off: sampler figures only, e.g. for profiling).
   public var train = true
   public var backend: GemmBackend = .keel
+  /// Time the ABI 1.1 distribution-term kernels also at a Qwen3-sized vocabulary (151,936).
+  public var largeVocabulary = true
   public init(config: ModelConfig) { self.config = config }
 }
 
@@ -43,9 +46,32 @@ public struct BenchResult: Sendable {
   public var trainTokensPerSecond: [String: Double] = [:]
   public var trainGflops: [String: Double] = [:]
   public var peakRSSBytes: Int = 0
+  /// ABI 1.1 distribution terms at the LM head: each kernel's time as a multiple of the log-prob
+  /// backward every step pays (kk_logprob_backward) on the same rows, keyed "entropy_backward",
+  /// "kl_forward", "kl_backward" per shape "ROWSxV" (the bench model's vocabulary, and Qwen3's).
+  public var distributionTerms: [String: [String: Double]] = [:]
 }
 
 public enum Bench {
+  /// Best-of-5 times of the distribution-term kernels over `rows` × `vocab` logits, each divided
+  /// by the best-of-5 time of kk_logprob_backward on the same rows (one thread: per-row kernels).
+  public static func distributionTermRatios(rows R: Int, vocab V: Int) -> [String: Double] {
+    var rng = CounterRNG(seed: 4, stream: 4)
+    let logits = FloatBuffer(R * V), logq = FloatBuffer(R * V), d = FloatBuffer(R * V)
+    for i in 0..<(R * V) { logits.p[i] = Float(rng.normal() * 2); logq.p[i] = Float(rng.normal()) - 12 }
+    let lp = FloatBuffer(R), ent = FloatBuffer(R), lse = FloatBuffer(R), kl = FloatBuffer(R), g = FloatBuffer(R)
+    let targets = Buffer<Int32>(R)
+    for r in 0..<R { g.p[r] = 0.5; targets[r] = Int32(r % V) }
+    kk_logprob_entropy_forward(lp.p, ent.p, lse.p, logits.p, targets.p, Int64(R), Int64(V), 1)
+    func best(_ body: () -> Void) -> Double {
+      (0..<5).map { _ in let t0 = now(); body(); return now() - t0 }.min()!
+    }
+    let base = best { kk_logprob_backward(d.p, g.p, logits.p, targets.p, lse.p, Int64(R), Int64(V), 1) }
+    return ["entropy_backward": best { kk_entropy_backward(d.p, g.p, logits.p, lse.p, ent.p, Int64(R), Int64(V), 1) } / base,
+            "kl_forward": best { kk_kl_forward(kl.p, logits.p, lse.p, logq.p, Int64(R), Int64(V), 1) } / base,
+            "kl_backward": best { kk_kl_backward(d.p, g.p, logits.p, lse.p, logq.p, kl.p, Int64(R), Int64(V), 1) } / base]
+  }
+
   static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
 
   /// Best-of-5 GFLOP/s of a 1024³ SGEMM through OpenBLAS on `threads` threads.
@@ -152,6 +178,14 @@ public enum Bench {
       result.trainGflops[label] = trainFlops / best / 1e9
       log("train \(label): \(String(format: "%.0f", Double(trainTokens) / best)) tok/s, \(String(format: "%.1f", trainFlops / best / 1e9)) GFLOP/s")
       if s.backend == .keel { break }  // fast == exact on the keel backend
+    }
+    if s.train {
+      for (rows, V) in [(s.microBatchSequences * s.trainLength, c.vocabSize)] + (s.largeVocabulary ? [(64, 151_936)] : []) {
+        let ratios = distributionTermRatios(rows: rows, vocab: V)
+        result.distributionTerms["\(rows)x\(V)"] = ratios
+        log("distribution terms, \(rows) rows × V \(V) (× the log-prob backward): " +
+            ["entropy_backward", "kl_forward", "kl_backward"].map { "\($0) \(String(format: "%.2f", ratios[$0]!))" }.joined(separator: ", "))
+      }
     }
     result.gemmGflopsEnd = gemmYardstick(threads: s.threads)
     log("gemm yardstick (end): \(String(format: "%.1f", result.gemmGflopsEnd)) GFLOP/s; fractions are of \(String(format: "%.1f", result.gemmGflops))")

@@ -89,7 +89,7 @@ struct BenchCommand: ParsableCommand {
     case let other?: throw ValidationError("--only must be sampler or train, got '\(other)'")
     }
     if quick {
-      s.samplerBatch = 32; s.generated = 8; s.trainSequences = 32; s.microBatchSequences = 16
+      s.samplerBatch = 32; s.generated = 8; s.trainSequences = 32; s.microBatchSequences = 16; s.largeVocabulary = false
     }
     return s
   }
@@ -113,6 +113,7 @@ struct BenchCommand: ParsableCommand {
       doc.train_gflops = trainFast
       doc.train_fraction_of_gemm = trainFast / r.gemmGflops
       doc.train_exact_slowdown = (r.trainSeconds["exact"] ?? r.trainSeconds["fast"]!) / r.trainSeconds["fast"]!
+      doc.distribution_terms_vs_logprob_backward = r.distributionTerms
     }
     let c = s.config
     doc.config = ["model_type": .string(c.modelType), "vocab_size": .int(c.vocabSize), "hidden_size": .int(c.hiddenSize),
@@ -157,6 +158,8 @@ struct BenchDocument: Encodable {
   var sampler_by_precision: [String: Precision]? = nil
   var train_tokens_per_s: Double? = nil, train_gflops: Double? = nil, train_fraction_of_gemm: Double? = nil
   var train_exact_slowdown: Double? = nil
+  /// ABI 1.1 term kernels as multiples of the log-prob backward, per "ROWSxV" shape.
+  var distribution_terms_vs_logprob_backward: [String: [String: Double]]? = nil
   var config: [String: Field] = [:]
   var shapes: [String: Int] = [:]
 }

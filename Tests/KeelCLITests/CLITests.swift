@@ -31,8 +31,14 @@ final class CLITests: XCTestCase {
       let line = try XCTUnwrap(r.stdout.split(separator: "\n").last { $0.hasPrefix("{") }, r.stdout)
       let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], r.stdout)
       for key in ["sampler_tokens_per_s", "train_tokens_per_s", "gemm_gflops", "train_gflops", "sampler_gflops",
-                  "peak_rss_bytes", "threads", "config", "shapes", "sampler_by_precision"] {
+                  "peak_rss_bytes", "threads", "config", "shapes", "sampler_by_precision", "distribution_terms_vs_logprob_backward"] {
         XCTAssertNotNil(o[key], "\(key) missing from \(r.stdout)")
+      }
+      let terms = try XCTUnwrap(o["distribution_terms_vs_logprob_backward"] as? [String: [String: Double]])
+      XCTAssertEqual(terms.count, 1)
+      for ratios in terms.values {
+        XCTAssertEqual(Set(ratios.keys), ["entropy_backward", "kl_forward", "kl_backward"])
+        XCTAssertTrue(ratios.values.allSatisfy { $0 > 0 && $0.isFinite }, "\(ratios)")
       }
       let c = try XCTUnwrap(o["config"] as? [String: Any]).compactMapValues { $0 as? Int }, sh = try XCTUnwrap(o["shapes"] as? [String: Int])
       let C = c["hidden_size"]!, H = c["num_attention_heads"]!, KV = c["num_key_value_heads"]!, D = c["head_dim"]!

@@ -144,7 +144,7 @@ void kk_logprob_backward(float *dlogits, const float *dlogp, const float *logits
                          const int32_t *targets, const float *lse, int64_t R, int64_t V,
                          float inv_temperature);
 /* Distribution terms of row r (ABI 1.1 objectives), with p_j = exp(s_j − lse[r]) and the
- * entropy H[r] as kk_logprob_entropy_forward gives it. Sums in double over j in order.
+ * entropy H[r] as kk_logprob_entropy_forward gives it. 8 lanes over j (the forward sums in double).
  * KL to another distribution q, given as log-probs logq (R,V) (another model's
  * kk_logsoftmax_row at the same temperature): kl[r] = Σ_j p_j (s_j − lse − logq_j). */
 void kk_kl_forward(float *kl, const float *logits, const float *lse, const float *logq,
