@@ -96,7 +96,10 @@ extension PluginsCommand {
       doc.loss = r.loss
       doc.grad_logp = perToken(r.gradLogp.map(Double.init))
       doc.metrics = Dictionary(uniqueKeysWithValues: zip(inst.metricNames, r.metrics).map { ($0, $1) })
-      doc.aggregation = lib.aggregation
+      // the declared aggregation names the plugin's default; a loss_agg_mode parameter overrides it
+      let aggregation: String
+      if case .string(let mode)? = inst.parameters.first(where: { $0.0.name == "loss_agg_mode" })?.1 { aggregation = mode } else { aggregation = lib.aggregation }
+      doc.aggregation = aggregation
       // ABI 1.1: the distribution-term gradients the call returned (per token; logits per token row)
       var terms: [String: [[Double]]] = [:]
       for (name, g) in [("grad_entropy", r.gradEntropy), ("grad_kl_ref", r.gradKlRef), ("grad_kl_teacher", r.gradKlTeacher)] {
@@ -113,7 +116,7 @@ extension PluginsCommand {
         doc.gradient_checks = Dictionary(uniqueKeysWithValues: checks.map { ($0.output, GradientCheckLine(max_deviation: $0.maxDeviation, tolerance: $0.tolerance, agrees: $0.agrees)) })
       }
       guard !json else { return }
-      print("\(lib.name) (\(lib.aggregation)): loss \(r.loss)")
+      print("\(lib.name) (\(aggregation)): loss \(r.loss)")
       let fdOf = Dictionary(uniqueKeysWithValues: checks.map { ($0.output, $0.finiteDifference) })
       for i in 0..<b.numSequences {
         let lo = Int(b.seqOffsets[i]), hi = Int(b.seqOffsets[i + 1])

@@ -45,6 +45,16 @@ final class PluginEvalTests: XCTestCase {
     XCTAssertEqual(doc["rewards"] as! [Double], [1, 0, 1])
   }
 
+  /// The aggregation shown is the instance's: a loss_agg_mode parameter overrides the declared default.
+  func testTheShownAggregationIsTheInstances() throws {
+    let batch = try example("objective")
+    let byDefault = try keel(["plugins", "eval", "ppo-clip", "--batch", batch])
+    XCTAssertTrue(byDefault.stdout.hasPrefix("ppo-clip (token-mean): loss"), byDefault.stdout)
+    let set = try keel(["plugins", "eval", "ppo-clip", "--batch", batch, "--set", "loss_agg_mode=seq-mean-token-sum", "--json"])
+    let doc = try JSONSerialization.jsonObject(with: Data(set.stdout.utf8)) as! [String: Any]
+    XCTAssertEqual(doc["aggregation"] as? String, "seq-mean-token-sum")
+  }
+
   func testMalformedBatchesAreClearErrors() throws {
     let dir = TestSupport.tempDir("keel-eval-bad")
     let cases: [(String, String)] = [
