@@ -71,6 +71,7 @@
  */
 #include <string.h>
 
+#include "../common/aggregation.h"
 #include "../common/objective_batch.h"
 #include "../common/plugin_util.h"
 
@@ -88,9 +89,6 @@ enum {
   P_COUNT
 };
 
-enum { AGG_TOKEN_MEAN, AGG_SEQ_MEAN_TOKEN_SUM, AGG_SEQ_MEAN_TOKEN_MEAN, AGG_SEQ_MEAN_TOKEN_SUM_NORM };
-static const char *const agg_modes[] = {"token-mean", "seq-mean-token-sum", "seq-mean-token-mean",
-                                        "seq-mean-token-sum-norm", NULL};
 
 static const keel_param_decl clip_cov_params[P_COUNT] = {
     KP_FLOAT("clip_cov_ratio",
@@ -113,10 +111,7 @@ static const keel_param_decl clip_cov_params[P_COUNT] = {
            "seed of the hash that picks the random subset of candidates (replaces verl's "
            "randperm)",
            0, -HUGE_VAL, HUGE_VAL),
-    KP_CHOICE("loss_agg_mode",
-              "token-mean | seq-mean-token-sum | seq-mean-token-mean | seq-mean-token-sum-norm "
-              "(verl agg_loss)",
-              "token-mean", agg_modes),
+    KA_PARAM_LOSS_AGG_MODE("token-mean"),
 };
 
 /* ---- Metrics ---------------------------------------------------------------------------- */
@@ -169,8 +164,8 @@ static keel_status clip_cov_create(const keel_host *host, const keel_params *par
   kp_value v[P_COUNT];
   keel_status s = kp_read_params(host, PLUGIN_NAME, clip_cov_params, P_COUNT, params, v, 0);
   if (s) return s;
-  int agg = AGG_TOKEN_MEAN;
-  s = kp_choice(host, PLUGIN_NAME, "loss_agg_mode", v[P_LOSS_AGG_MODE].s, agg_modes, 4, &agg);
+  int agg = KA_TOKEN_MEAN;
+  s = kp_choice(host, PLUGIN_NAME, "loss_agg_mode", v[P_LOSS_AGG_MODE].s, ka_modes, 4, &agg);
   if (s) return s;
   if (!(v[P_CLIP_COV_RATIO].f > 0.0))
     return kp_fail(host, KEEL_ERR_INVALID_ARGUMENT,
@@ -208,7 +203,7 @@ static keel_status clip_cov_compute(void *instance, const keel_objective_batch *
                                     keel_objective_output *out) {
   clip_cov *m = instance;
   const keel_host *host = m->host;
-  const int token_mean = m->agg == AGG_TOKEN_MEAN;
+  const int token_mean = m->agg == KA_TOKEN_MEAN;
   const kob_spec spec = {M_COUNT, token_mean ? KOB_TOTAL_TOKENS : KOB_TOTAL_SEQUENCES,
                          {KOB_REQUIRED, "logp_old"}, {KOB_IGNORE, NULL}, {KOB_IGNORE, NULL}};
   kob_checked in;
@@ -221,21 +216,8 @@ static keel_status clip_cov_compute(void *instance, const keel_objective_batch *
   }
 
   /* scale: 1/T, 1/S (then 1/(S n_i) per response for seq-mean-token-mean) or 1/(S L_max). */
-  double scale;
-  if (m->agg == AGG_SEQ_MEAN_TOKEN_SUM_NORM) {
-    double l_max = (double)b->max_response_tokens;
-    if (!(l_max > 0.0)) {
-      if (!m->warned_no_max_tokens && host && host->log)
-        host->log(host, KEEL_LOG_WARNING,
-                  PLUGIN_NAME ": max_response_tokens is not set (<= 0); normalising by "
-                              "total_sequences alone (L_max = 1)");
-      m->warned_no_max_tokens = 1;
-      l_max = 1.0;
-    }
-    scale = 1.0 / (in.total * l_max);
-  } else {
-    scale = 1.0 / in.total;
-  }
+  const double scale = ka_scale(host, PLUGIN_NAME, m->agg, in.total, n, b->max_response_tokens,
+                                &m->warned_no_max_tokens);
   const double hi_bound = 1.0 + m->eps_high, lo_bound = 1.0 - m->eps_low;
 
   /* Pass 1: the call's means of A and of the detached log-prob. */
@@ -287,10 +269,10 @@ static keel_status clip_cov_compute(void *instance, const keel_objective_batch *
   for (int64_t i = 0; i < ns && !result; i++) {
     const int64_t lo = b->seq_offsets[i], hi = b->seq_offsets[i + 1];
     double seq_scale = scale;
-    if (m->agg == AGG_SEQ_MEAN_TOKEN_MEAN) {
+    if (m->agg == KA_SEQ_MEAN_TOKEN_MEAN) {
       int64_t n_i = 0;
       for (int64_t t = lo; t < hi; t++) n_i += b->mask[t] != 0;
-      seq_scale = n_i > 0 ? scale / (double)n_i : 0.0;
+      seq_scale = ka_seq_scale(m->agg, scale, n_i);
     }
     if (!token_mean) sum = 0.0;
     for (int64_t t = lo; t < hi; t++) {

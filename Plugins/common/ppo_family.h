@@ -80,13 +80,11 @@
 
 #include <math.h>
 
+#include "aggregation.h"
 #include "objective_batch.h"
 #include "plugin_util.h"
 
 /* ---- Choices (static, NULL-terminated; the index is the instance's code) ----------------- */
-static const char *const ppo_loss_agg_modes[] = {"token-mean", "seq-mean-token-sum",
-                                                 "seq-mean-token-mean", "seq-mean-token-sum-norm",
-                                                 NULL};
 static const char *const ppo_kl_estimators[] = {"k3", "full", NULL};
 static const char *const ppo_tis_modes[] = {"none", "token", "sequence", NULL};
 static const char *const ppo_is_ratios[] = {"old", "current", NULL};
@@ -116,12 +114,8 @@ static const char *const ppo_is_ratios[] = {"old", "current", NULL};
             "KL to the reference: k3 = sampled estimate from logp_ref (verl low_var_kl) | full "   \
             "= the host's full-vocabulary KL(pi||pi_ref) per token",                               \
             "k3", ppo_kl_estimators)
-/* The aggregation parameter; `def` is the plugin's default (its vtable's `aggregation`). */
-#define PPO_PARAM_LOSS_AGG_MODE(def)                                                               \
-  KP_CHOICE("loss_agg_mode",                                                                       \
-            "aggregation (verl loss_agg_mode): token-mean | seq-mean-token-sum | "                 \
-            "seq-mean-token-mean | seq-mean-token-sum-norm",                                       \
-            def, ppo_loss_agg_modes)
+/* The aggregation parameter (aggregation.h); `def` is the plugin's default. */
+#define PPO_PARAM_LOSS_AGG_MODE(def) KA_PARAM_LOSS_AGG_MODE(def)
 #define PPO_PARAM_ENTROPY_COEF                                                                     \
   KP_FLOAT("entropy_coef",                                                                         \
            "entropy bonus: loss -= entropy_coef * agg(entropy), same aggregation (verl "           \
@@ -192,11 +186,6 @@ enum {
 #define PPO_METRIC_COUNT(kl) (PPO_M_KL_REF + ((kl) ? 1 : 0))
 
 /* ---- Variant and instance --------------------------------------------------------------- */
-/* Aggregations: the index of the name in ppo_loss_agg_modes. */
-#define PPO_TOKEN_MEAN 0
-#define PPO_SEQ_MEAN_TOKEN_SUM 1
-#define PPO_SEQ_MEAN_TOKEN_MEAN 2
-#define PPO_SEQ_MEAN_TOKEN_SUM_NORM 3
 
 typedef struct ppo_variant {
   const char *name;              /* the plugin's name: the prefix of its messages */
@@ -215,10 +204,10 @@ typedef struct ppo_instance {
   const keel_host *host;
   const ppo_variant *variant;
   double eps_low, eps_high, dual_clip, kl_coef, entropy_coef, tis_cap, mis_low;
-  int aggregation; /* PPO_TOKEN_MEAN ... PPO_SEQ_MEAN_TOKEN_SUM_NORM */
+  int aggregation; /* KA_TOKEN_MEAN ... KA_SEQ_MEAN_TOKEN_SUM_NORM */
   int kl_full;     /* kl_estimator "full" */
   int tis_mode, mis, is_ratio, rejection;
-  int warned_no_max_tokens; /* PPO_SEQ_MEAN_TOKEN_SUM_NORM: the L_max = 1 fallback was logged */
+  int warned_no_max_tokens; /* KA_SEQ_MEAN_TOKEN_SUM_NORM: the L_max = 1 fallback was logged */
 } ppo_instance;
 
 static inline keel_status ppo_family_create(const ppo_variant *v, const keel_host *host,
@@ -248,9 +237,9 @@ static inline keel_status ppo_family_create(const ppo_variant *v, const keel_hos
       i_rejection < 0)
     return kp_fail(host, KEEL_ERR_INTERNAL, "%s: a PPO-family parameter is not declared",
                    v->name);
-  int aggregation = PPO_TOKEN_MEAN, kl_full = 0;
+  int aggregation = KA_TOKEN_MEAN, kl_full = 0;
   int tis_mode = PPO_TIS_NONE, is_ratio = PPO_IS_RATIO_OLD;
-  s = kp_choice(host, v->name, "loss_agg_mode", val[i_agg].s, ppo_loss_agg_modes, 4,
+  s = kp_choice(host, v->name, "loss_agg_mode", val[i_agg].s, ka_modes, 4,
                 &aggregation);
   if (s) return s;
   if (v->kl) {
@@ -405,7 +394,7 @@ static const keel_ext_per_call ppo_per_call = {
     "rejection with token-mean: the denominator is T times the call's kept fraction"};
 static inline const void *ppo_family_instance_extension(void *instance, const char *id) {
   const ppo_instance *m = instance;
-  if (strcmp(id, KEEL_EXT_PER_CALL) == 0 && m->rejection && m->aggregation == PPO_TOKEN_MEAN)
+  if (strcmp(id, KEEL_EXT_PER_CALL) == 0 && m->rejection && m->aggregation == KA_TOKEN_MEAN)
     return &ppo_per_call;
   return NULL;
 }
@@ -420,7 +409,7 @@ static inline keel_status ppo_family_compute(void *instance, const keel_objectiv
   const int kl_full = kl && m->kl_full;
   const int ent = m->entropy_coef > 0.0;
   const int reject = tis && m->rejection;
-  const int token_mean = m->aggregation == PPO_TOKEN_MEAN;
+  const int token_mean = m->aggregation == KA_TOKEN_MEAN;
   const kob_spec spec = {
       (uint32_t)PPO_METRIC_COUNT(v->kl),
       token_mean ? KOB_TOTAL_TOKENS : KOB_TOTAL_SEQUENCES,
@@ -458,22 +447,7 @@ static inline keel_status ppo_family_compute(void *instance, const keel_objectiv
    * seq-mean-token-mean: then 1/(S n_i) per response) or 1/(S L_max) (seq-mean-token-sum-norm);
    * 0 when no token is unmasked. */
   double scale;
-  if (m->aggregation == PPO_SEQ_MEAN_TOKEN_SUM_NORM) {
-    double l_max = (double)b->max_response_tokens;
-    if (in.unmasked > 0 && !(l_max > 0.0)) {
-      if (!m->warned_no_max_tokens && host && host->log) {
-        char message[512];
-        snprintf(message, sizeof message,
-                 "%s: max_response_tokens is not set (<= 0); normalising by total_sequences "
-                 "alone (L_max = 1)",
-                 v->name);
-        host->log(host, KEEL_LOG_WARNING, message);
-      }
-      m->warned_no_max_tokens = 1;
-      l_max = 1.0;
-    }
-    scale = in.unmasked > 0 ? 1.0 / (in.total * l_max) : 0.0;
-  } else if (token_mean && reject) {
+  if (token_mean && reject) {
     int64_t kept = 0;
     for (int64_t i = 0; i < ns; i++) {
       const int64_t lo = b->seq_offsets[i], hi = b->seq_offsets[i + 1];
@@ -483,7 +457,8 @@ static inline keel_status ppo_family_compute(void *instance, const keel_objectiv
     /* T K/U is exactly T when K == U. */
     scale = kept > 0 ? 1.0 / (in.total * ((double)kept / (double)in.unmasked)) : 0.0;
   } else {
-    scale = in.unmasked > 0 ? 1.0 / in.total : 0.0;
+    scale = ka_scale(host, v->name, m->aggregation, in.total, in.unmasked, b->max_response_tokens,
+                     &m->warned_no_max_tokens);
   }
   const double hi_bound = 1.0 + m->eps_high, lo_bound = 1.0 - m->eps_low;
   const double c = m->dual_clip; /* 0 = off */
@@ -497,14 +472,14 @@ static inline keel_status ppo_family_compute(void *instance, const keel_objectiv
     /* Sequence-level IS: one ratio per response, exp of the summed log-ratio. */
     const double seq_ratio = m->tis_mode == PPO_TIS_SEQUENCE ? ppo_seq_ratio(m, b, lo, hi) : 1.0;
     double seq_scale = scale;
-    if (m->aggregation == PPO_SEQ_MEAN_TOKEN_MEAN) {
+    if (m->aggregation == KA_SEQ_MEAN_TOKEN_MEAN) {
       int64_t n_i = 0;
       if (reject) {
         n_i = ppo_kept_tokens(m, b, lo, hi, seq_ratio);
       } else {
         for (int64_t t = lo; t < hi; t++) n_i += b->mask[t] != 0;
       }
-      seq_scale = n_i > 0 ? scale / (double)n_i : 0.0; /* 1/(S n_i) */
+      seq_scale = ka_seq_scale(m->aggregation, scale, n_i); /* 1/(S n_i) */
     }
     if (!token_mean) sum = 0.0;
     for (int64_t t = lo; t < hi; t++) {

@@ -54,6 +54,7 @@
  * failure calls host->error first. No mutable globals: parameters live in the instance.
  * Exports only keel_plugin_entry. Links libm (exp, fabs).
  */
+#include "../common/aggregation.h"
 #include "../common/objective_batch.h"
 #include "../common/plugin_util.h"
 
@@ -62,9 +63,6 @@
 /* ---- Parameters (declaration order is the order create() receives them in) -------------- */
 enum { P_KL_COV_RATIO, P_PPO_KL_COEF, P_LOSS_AGG_MODE, P_COUNT };
 
-enum { AGG_TOKEN_MEAN, AGG_SEQ_MEAN_TOKEN_SUM, AGG_SEQ_MEAN_TOKEN_MEAN, AGG_SEQ_MEAN_TOKEN_SUM_NORM };
-static const char *const agg_modes[] = {"token-mean", "seq-mean-token-sum", "seq-mean-token-mean",
-                                        "seq-mean-token-sum-norm", NULL};
 
 static const keel_param_decl kl_cov_params[P_COUNT] = {
     KP_FLOAT("kl_cov_ratio",
@@ -75,10 +73,7 @@ static const keel_param_decl kl_cov_params[P_COUNT] = {
              "coefficient of |logp - logp_old| on the selected tokens (verl "
              "policy_loss.ppo_kl_coef)",
              1.0, 0.0, HUGE_VAL),
-    KP_CHOICE("loss_agg_mode",
-              "token-mean | seq-mean-token-sum | seq-mean-token-mean | seq-mean-token-sum-norm "
-              "(verl agg_loss)",
-              "token-mean", agg_modes),
+    KA_PARAM_LOSS_AGG_MODE("token-mean"),
 };
 
 /* ---- Metrics ---------------------------------------------------------------------------- */
@@ -110,8 +105,8 @@ static keel_status kl_cov_create(const keel_host *host, const keel_params *param
   kp_value v[P_COUNT];
   keel_status s = kp_read_params(host, PLUGIN_NAME, kl_cov_params, P_COUNT, params, v, 0);
   if (s) return s;
-  int agg = AGG_TOKEN_MEAN;
-  s = kp_choice(host, PLUGIN_NAME, "loss_agg_mode", v[P_LOSS_AGG_MODE].s, agg_modes, 4, &agg);
+  int agg = KA_TOKEN_MEAN;
+  s = kp_choice(host, PLUGIN_NAME, "loss_agg_mode", v[P_LOSS_AGG_MODE].s, ka_modes, 4, &agg);
   if (s) return s;
   if (!(v[P_KL_COV_RATIO].f > 0.0))
     return kp_fail(host, KEEL_ERR_INVALID_ARGUMENT,
@@ -146,7 +141,7 @@ static keel_status kl_cov_compute(void *instance, const keel_objective_batch *b,
                                   keel_objective_output *out) {
   kl_cov *m = instance;
   const keel_host *host = m->host;
-  const int token_mean = m->agg == AGG_TOKEN_MEAN;
+  const int token_mean = m->agg == KA_TOKEN_MEAN;
   const kob_spec spec = {M_COUNT, token_mean ? KOB_TOTAL_TOKENS : KOB_TOTAL_SEQUENCES,
                          {KOB_REQUIRED, "logp_old"}, {KOB_IGNORE, NULL}, {KOB_IGNORE, NULL}};
   kob_checked in;
@@ -159,21 +154,8 @@ static keel_status kl_cov_compute(void *instance, const keel_objective_batch *b,
   }
 
   /* scale: 1/T, 1/S (then 1/(S n_i) per response for seq-mean-token-mean) or 1/(S L_max). */
-  double scale;
-  if (m->agg == AGG_SEQ_MEAN_TOKEN_SUM_NORM) {
-    double l_max = (double)b->max_response_tokens;
-    if (!(l_max > 0.0)) {
-      if (!m->warned_no_max_tokens && host && host->log)
-        host->log(host, KEEL_LOG_WARNING,
-                  PLUGIN_NAME ": max_response_tokens is not set (<= 0); normalising by "
-                              "total_sequences alone (L_max = 1)");
-      m->warned_no_max_tokens = 1;
-      l_max = 1.0;
-    }
-    scale = 1.0 / (in.total * l_max);
-  } else {
-    scale = 1.0 / in.total;
-  }
+  const double scale = ka_scale(host, PLUGIN_NAME, m->agg, in.total, n, b->max_response_tokens,
+                                &m->warned_no_max_tokens);
 
   /* Pass 1: the call's means of A and of the detached log-prob. */
   double a_sum = 0.0, lp_sum = 0.0;
@@ -215,10 +197,10 @@ static keel_status kl_cov_compute(void *instance, const keel_objective_batch *b,
   for (int64_t i = 0; i < ns && !result; i++) {
     const int64_t lo = b->seq_offsets[i], hi = b->seq_offsets[i + 1];
     double seq_scale = scale;
-    if (m->agg == AGG_SEQ_MEAN_TOKEN_MEAN) {
+    if (m->agg == KA_SEQ_MEAN_TOKEN_MEAN) {
       int64_t n_i = 0;
       for (int64_t t = lo; t < hi; t++) n_i += b->mask[t] != 0;
-      seq_scale = n_i > 0 ? scale / (double)n_i : 0.0;
+      seq_scale = ka_seq_scale(m->agg, scale, n_i);
     }
     if (!token_mean) sum = 0.0;
     for (int64_t t = lo; t < hi; t++) {
