@@ -130,26 +130,34 @@ void kk_kl_forward(float *kl, const float *logits, const float *lse, const float
     }
 }
 
+/* One row of a term's backward: drow[j] += c · p_j · (lp_j − q_j − shift), lp_j = s_j − lse,
+ * p_j = kk_exp8(lp_j), q_j = 0 when q is NULL; lanes with p_j = 0 add 0. The entropy's
+ * backward is this with c = −dH·invT and shift = −H (lp − (−H) is lp + H, bit for bit); the
+ * KL's with c = dKL·invT, q = log q and shift = KL. */
+KK_INLINE void kk_term_row_backward(float *drow, const float *row, const float *q, float lse,
+                                    float c, float shift, int64_t V, float inv_temperature) {
+    __m256 it = _mm256_set1_ps(inv_temperature), zero = _mm256_setzero_ps();
+    __m256 vl = _mm256_set1_ps(lse), vs = _mm256_set1_ps(shift), vc = _mm256_set1_ps(c);
+    for (int64_t j = 0; j < V; j += 8) {
+        __m256i mask = kk_mask8(V - j < 8 ? V - j : 8);
+        __m256 lp = _mm256_sub_ps(_mm256_mul_ps(_mm256_maskload_ps(row + j, mask), it), vl);
+        __m256 p = kk_exp8(lp);
+        __m256 live = _mm256_cmp_ps(p, zero, _CMP_NEQ_OQ);
+        __m256 d = q != NULL ? _mm256_sub_ps(lp, _mm256_maskload_ps(q + j, mask)) : lp;
+        __m256 g = _mm256_and_ps(_mm256_mul_ps(_mm256_mul_ps(vc, p), _mm256_sub_ps(d, vs)), live);
+        _mm256_maskstore_ps(drow + j, mask, _mm256_add_ps(_mm256_maskload_ps(drow + j, mask), g));
+    }
+}
+
 void kk_entropy_backward(float *dlogits, const float *dentropy, const float *logits,
                          const float *lse, const float *entropy, int64_t R, int64_t V,
                          float inv_temperature) {
     // dlogits (ACCUMULATE) is (R,V); dentropy, lse, entropy are (R)
     kk_softmax_check(V, inv_temperature);
-    __m256 it = _mm256_set1_ps(inv_temperature), zero = _mm256_setzero_ps();
     for (int64_t r = 0; r < R; r++) {
         if (dentropy[r] == 0.0f) continue;
-        const float *row = logits + r * V;
-        float *drow = dlogits + r * V;
-        __m256 vl = _mm256_set1_ps(lse[r]), vh = _mm256_set1_ps(entropy[r]);
-        __m256 vc = _mm256_set1_ps(-dentropy[r] * inv_temperature);
-        for (int64_t j = 0; j < V; j += 8) {
-            __m256i mask = kk_mask8(V - j < 8 ? V - j : 8);
-            __m256 lp = _mm256_sub_ps(_mm256_mul_ps(_mm256_maskload_ps(row + j, mask), it), vl);
-            __m256 p = kk_exp8(lp);
-            __m256 live = _mm256_cmp_ps(p, zero, _CMP_NEQ_OQ);
-            __m256 g = _mm256_and_ps(_mm256_mul_ps(_mm256_mul_ps(vc, p), _mm256_add_ps(lp, vh)), live);
-            _mm256_maskstore_ps(drow + j, mask, _mm256_add_ps(_mm256_maskload_ps(drow + j, mask), g));
-        }
+        kk_term_row_backward(dlogits + r * V, logits + r * V, NULL, lse[r],
+                             -dentropy[r] * inv_temperature, -entropy[r], V, inv_temperature);
     }
 }
 
@@ -158,22 +166,10 @@ void kk_kl_backward(float *dlogits, const float *dkl, const float *logits, const
                     float inv_temperature) {
     // dlogits (ACCUMULATE) is (R,V); logq is (R,V); dkl, lse, kl are (R)
     kk_softmax_check(V, inv_temperature);
-    __m256 it = _mm256_set1_ps(inv_temperature), zero = _mm256_setzero_ps();
     for (int64_t r = 0; r < R; r++) {
         if (dkl[r] == 0.0f) continue;
-        const float *row = logits + r * V, *q = logq + r * V;
-        float *drow = dlogits + r * V;
-        __m256 vl = _mm256_set1_ps(lse[r]), vk = _mm256_set1_ps(kl[r]);
-        __m256 vc = _mm256_set1_ps(dkl[r] * inv_temperature);
-        for (int64_t j = 0; j < V; j += 8) {
-            __m256i mask = kk_mask8(V - j < 8 ? V - j : 8);
-            __m256 lp = _mm256_sub_ps(_mm256_mul_ps(_mm256_maskload_ps(row + j, mask), it), vl);
-            __m256 p = kk_exp8(lp);
-            __m256 live = _mm256_cmp_ps(p, zero, _CMP_NEQ_OQ);
-            __m256 d = _mm256_sub_ps(_mm256_sub_ps(lp, _mm256_maskload_ps(q + j, mask)), vk);
-            __m256 g = _mm256_and_ps(_mm256_mul_ps(_mm256_mul_ps(vc, p), d), live);
-            _mm256_maskstore_ps(drow + j, mask, _mm256_add_ps(_mm256_maskload_ps(drow + j, mask), g));
-        }
+        kk_term_row_backward(dlogits + r * V, logits + r * V, logq + r * V, lse[r],
+                             dkl[r] * inv_temperature, kl[r], V, inv_temperature);
     }
 }
 
