@@ -72,6 +72,7 @@
 #include <string.h>
 
 #include "../common/aggregation.h"
+#include "../common/call_covariance.h"
 #include "../common/objective_batch.h"
 #include "../common/plugin_util.h"
 
@@ -221,13 +222,7 @@ static keel_status clip_cov_compute(void *instance, const keel_objective_batch *
   const double hi_bound = 1.0 + m->eps_high, lo_bound = 1.0 - m->eps_low;
 
   /* Pass 1: the call's means of A and of the detached log-prob. */
-  double a_sum = 0.0, lp_sum = 0.0;
-  for (int64_t t = 0; t < nt; t++) {
-    if (!b->mask[t]) continue;
-    a_sum += (double)b->advantages[t];
-    lp_sum += b->logp_frozen ? (double)b->logp_frozen[t] : (double)b->logp[t];
-  }
-  const double a_mean = a_sum / (double)n, lp_mean = lp_sum / (double)n;
+  const kcv_centre centre = kcv_call_centre(b, n);
 
   /* Pass 2: PPO-clip decisions and the covariance window's candidates. */
   uint8_t *selected = calloc((size_t)nt, 1);
@@ -241,12 +236,12 @@ static keel_status clip_cov_compute(void *instance, const keel_objective_batch *
   int64_t n_cand = 0;
   for (int64_t t = 0; t < nt; t++) {
     if (!b->mask[t]) continue;
-    const double frozen = b->logp_frozen ? (double)b->logp_frozen[t] : (double)b->logp[t];
+    const double frozen = kcv_frozen(b, t);
     const double a = b->advantages[t];
     const double rho = exp(frozen - (double)b->logp_old[t]);
     const int clipped = (a > 0.0 && rho > hi_bound) || (a < 0.0 && rho < lo_bound);
     if (clipped) continue;
-    const double cov = (a - a_mean) * (frozen - lp_mean);
+    const double cov = kcv_cov(b, centre, t);
     if (cov > m->clip_cov_lb && cov < m->clip_cov_ub) {
       uint32_t bits;
       memcpy(&bits, &b->logp_old[t], sizeof bits);
@@ -268,12 +263,7 @@ static keel_status clip_cov_compute(void *instance, const keel_objective_batch *
   keel_status result = KEEL_OK;
   for (int64_t i = 0; i < ns && !result; i++) {
     const int64_t lo = b->seq_offsets[i], hi = b->seq_offsets[i + 1];
-    double seq_scale = scale;
-    if (m->agg == KA_SEQ_MEAN_TOKEN_MEAN) {
-      int64_t n_i = 0;
-      for (int64_t t = lo; t < hi; t++) n_i += b->mask[t] != 0;
-      seq_scale = ka_seq_scale(m->agg, scale, n_i);
-    }
+    const double seq_scale = ka_response_scale(m->agg, scale, b->mask, lo, hi);
     if (!token_mean) sum = 0.0;
     for (int64_t t = lo; t < hi; t++) {
       if (!b->mask[t]) {
@@ -337,11 +327,8 @@ static keel_status clip_cov_compute(void *instance, const keel_objective_batch *
 }
 
 /* get_instance_extension: every instance selects tokens per call (KEEL_EXT_PER_CALL). */
-static const keel_ext_per_call clip_cov_per_call = {sizeof(keel_ext_per_call), 0u, "covariance and the random subset are taken over the call's tokens"};
-static const void *clip_cov_instance_extension(void *instance, const char *id) {
-  (void)instance;
-  return strcmp(id, KEEL_EXT_PER_CALL) == 0 ? &clip_cov_per_call : NULL;
-}
+KCV_PER_CALL_EXTENSION(clip_cov_instance_extension,
+                       "covariance and the random subset are taken over the call's tokens")
 
 /* ---- Descriptor ------------------------------------------------------------------------- */
 static const keel_objective_vtable clip_cov_vtable = {

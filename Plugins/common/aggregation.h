@@ -61,4 +61,14 @@ static inline double ka_seq_scale(int mode, double scale, int64_t n_i) {
   return n_i > 0 ? scale / (double)n_i : 0.0;
 }
 
+/* ka_seq_scale with n_i = the unmasked tokens of response [lo, hi) (counted only when the mode
+ * needs them). */
+static inline double ka_response_scale(int mode, double scale, const uint8_t *mask, int64_t lo,
+                                       int64_t hi) {
+  if (mode != KA_SEQ_MEAN_TOKEN_MEAN) return scale;
+  int64_t n_i = 0;
+  for (int64_t t = lo; t < hi; t++) n_i += mask[t] != 0;
+  return ka_seq_scale(mode, scale, n_i);
+}
+
 #endif /* KEEL_PLUGINS_COMMON_AGGREGATION_H */

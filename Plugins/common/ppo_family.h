@@ -471,16 +471,11 @@ static inline keel_status ppo_family_compute(void *instance, const keel_objectiv
     const int64_t lo = b->seq_offsets[i], hi = b->seq_offsets[i + 1];
     /* Sequence-level IS: one ratio per response, exp of the summed log-ratio. */
     const double seq_ratio = m->tis_mode == PPO_TIS_SEQUENCE ? ppo_seq_ratio(m, b, lo, hi) : 1.0;
-    double seq_scale = scale;
-    if (m->aggregation == KA_SEQ_MEAN_TOKEN_MEAN) {
-      int64_t n_i = 0;
-      if (reject) {
-        n_i = ppo_kept_tokens(m, b, lo, hi, seq_ratio);
-      } else {
-        for (int64_t t = lo; t < hi; t++) n_i += b->mask[t] != 0;
-      }
-      seq_scale = ka_seq_scale(m->aggregation, scale, n_i); /* 1/(S n_i) */
-    }
+    /* 1/(S n_i) for seq-mean-token-mean: n_i counts the kept tokens under rejection */
+    const double seq_scale =
+        reject && m->aggregation == KA_SEQ_MEAN_TOKEN_MEAN
+            ? ka_seq_scale(m->aggregation, scale, ppo_kept_tokens(m, b, lo, hi, seq_ratio))
+            : ka_response_scale(m->aggregation, scale, b->mask, lo, hi);
     if (!token_mean) sum = 0.0;
     for (int64_t t = lo; t < hi; t++) {
       if (!b->mask[t]) {

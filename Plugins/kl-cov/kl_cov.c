@@ -55,6 +55,7 @@
  * Exports only keel_plugin_entry. Links libm (exp, fabs).
  */
 #include "../common/aggregation.h"
+#include "../common/call_covariance.h"
 #include "../common/objective_batch.h"
 #include "../common/plugin_util.h"
 
@@ -158,13 +159,7 @@ static keel_status kl_cov_compute(void *instance, const keel_objective_batch *b,
                                 &m->warned_no_max_tokens);
 
   /* Pass 1: the call's means of A and of the detached log-prob. */
-  double a_sum = 0.0, lp_sum = 0.0;
-  for (int64_t t = 0; t < nt; t++) {
-    if (!b->mask[t]) continue;
-    a_sum += (double)b->advantages[t];
-    lp_sum += b->logp_frozen ? (double)b->logp_frozen[t] : (double)b->logp[t];
-  }
-  const double a_mean = a_sum / (double)n, lp_mean = lp_sum / (double)n;
+  const kcv_centre centre = kcv_call_centre(b, n);
 
   /* Pass 2: covariance of every unmasked token; the top k are selected. */
   uint8_t *selected = calloc((size_t)nt, 1);
@@ -178,8 +173,7 @@ static keel_status kl_cov_compute(void *instance, const keel_objective_batch *b,
   int64_t count = 0;
   for (int64_t t = 0; t < nt; t++) {
     if (!b->mask[t]) continue;
-    const double frozen = b->logp_frozen ? (double)b->logp_frozen[t] : (double)b->logp[t];
-    entries[count].cov = ((double)b->advantages[t] - a_mean) * (frozen - lp_mean);
+    entries[count].cov = kcv_cov(b, centre, t);
     entries[count].t = t;
     count++;
   }
@@ -196,12 +190,7 @@ static keel_status kl_cov_compute(void *instance, const keel_objective_batch *b,
   keel_status result = KEEL_OK;
   for (int64_t i = 0; i < ns && !result; i++) {
     const int64_t lo = b->seq_offsets[i], hi = b->seq_offsets[i + 1];
-    double seq_scale = scale;
-    if (m->agg == KA_SEQ_MEAN_TOKEN_MEAN) {
-      int64_t n_i = 0;
-      for (int64_t t = lo; t < hi; t++) n_i += b->mask[t] != 0;
-      seq_scale = ka_seq_scale(m->agg, scale, n_i);
-    }
+    const double seq_scale = ka_response_scale(m->agg, scale, b->mask, lo, hi);
     if (!token_mean) sum = 0.0;
     for (int64_t t = lo; t < hi; t++) {
       if (!b->mask[t]) {
@@ -252,11 +241,7 @@ static keel_status kl_cov_compute(void *instance, const keel_objective_batch *b,
 }
 
 /* get_instance_extension: every instance selects tokens per call (KEEL_EXT_PER_CALL). */
-static const keel_ext_per_call kl_cov_per_call = {sizeof(keel_ext_per_call), 0u, "covariance top-k over the call's tokens"};
-static const void *kl_cov_instance_extension(void *instance, const char *id) {
-  (void)instance;
-  return strcmp(id, KEEL_EXT_PER_CALL) == 0 ? &kl_cov_per_call : NULL;
-}
+KCV_PER_CALL_EXTENSION(kl_cov_instance_extension, "covariance top-k over the call's tokens")
 
 /* ---- Descriptor ------------------------------------------------------------------------- */
 static const keel_objective_vtable kl_cov_vtable = {
