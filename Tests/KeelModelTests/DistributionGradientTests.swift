@@ -44,13 +44,7 @@ final class DistributionGradientTests: XCTestCase {
     for i in u.indices { u[i] = rng.normal() }
     let analytic = zip(engine.grads.array, u).reduce(0.0) { $0 + Double($1.0) * $1.1 }
     // the reference, routed as the engine was
-    var forced: [[[Int32]]] = []
-    let k = c.numExpertsPerTok
-    var offset = 0
-    for s in seqs {
-      forced.append(out.routing.experts.map { Array($0[(offset * k)..<((offset + s.count) * k)]) })
-      offset += s.count
-    }
+    let forced = Tiny.perSequence(out.routing, seqs, k: c.numExpertsPerTok)
     let base = store.values.array.map(Double.init)
     func loss(_ eps: Double) -> Double {
       let ref = ReferenceModel(layout: store.layout, values: zip(base, u).map { $0 + eps * $1 })

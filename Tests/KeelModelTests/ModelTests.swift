@@ -35,6 +35,16 @@ enum Tiny {
     var rng = CounterRNG(seed: seed, stream: 3)
     return [5, 9, 2, 7].map { n in (0..<n).map { _ in Int32(rng.below(vocab)) } }
   }
+  /// A batch's routing record split per sequence (batch order), as ReferenceModel.run takes it.
+  static func perSequence(_ record: RoutingRecord, _ seqs: [[Int32]], k: Int) -> [[[Int32]]] {
+    var out: [[[Int32]]] = []
+    var offset = 0
+    for s in seqs {
+      out.append(record.experts.map { Array($0[(offset * k)..<((offset + s.count) * k)]) })
+      offset += s.count
+    }
+    return out
+  }
   static let configs: [(String, ModelConfig)] = [
     ("dense-gqa", config(moe: false)),
     ("moe-gqa", config(moe: true)),
@@ -100,13 +110,7 @@ final class ModelTests: XCTestCase {
     for t in store.layout.tensors where direction(t) { for i in t.range { u[i] = rng.normal() } }
     let analytic = zip(engine.grads.array, u).reduce(0.0) { $0 + Double($1.0) * $1.1 }
     // the reference, routed exactly as the engine was, per sequence
-    var forced: [[[Int32]]] = []
-    let k = c.numExpertsPerTok
-    var offset = 0
-    for s in seqs {
-      forced.append(out.routing.experts.map { Array($0[(offset * k)..<((offset + s.count) * k)]) })
-      offset += s.count
-    }
+    let forced = Tiny.perSequence(out.routing, seqs, k: c.numExpertsPerTok)
     let base = store.values.array.map(Double.init)
     func loss(_ eps: Double) -> Double {
       let ref = ReferenceModel(layout: store.layout, values: zip(base, u).map { $0 + eps * $1 })
@@ -157,12 +161,7 @@ final class ModelTests: XCTestCase {
     XCTAssertNotEqual(forcedRecord, natural.routing)
     let out = engine.forward(batch(seqs), routing: .replay(forcedRecord))
     XCTAssertEqual(out.routing, forcedRecord, "the experts used are the ones forced")
-    var forced: [[[Int32]]] = []
-    var offset = 0
-    for s in seqs {
-      forced.append(forcedRecord.experts.map { Array($0[(offset * 2)..<((offset + s.count) * 2)]) })
-      offset += s.count
-    }
+    let forced = Tiny.perSequence(forcedRecord, seqs, k: 2)
     let (lp, _) = reference(ReferenceModel(store), seqs, temperature: 1, forced: forced)
     let (naturalRef, _) = reference(ReferenceModel(store), seqs, temperature: 1)
     for i in lp.indices { XCTAssertEqual(Double(out.logp[i]), lp[i], accuracy: 2e-5) }
