@@ -83,7 +83,7 @@ public class PluginInstance: @unchecked Sendable {
     let status = block.withParams(flags: &flags) { params in
       keel_guard_enter(PluginGuardLabels.label(library: library, function: "create"))
       defer { keel_guard_leave() }
-      return library.descriptor.pointee.create(UnsafePointer(hostTable), params, &instance)
+      return library.table.create(UnsafePointer(hostTable), params, &instance)
     }
     guard status == KEEL_OK else {
       hostTable.deallocate()
@@ -109,16 +109,14 @@ public class PluginInstance: @unchecked Sendable {
 
   /// ABI 1.1: this instance's extension table for `id`, or nil (also for 1.0 plugins).
   public func instanceExtension(_ id: String) throws -> UnsafeRawPointer? {
-    guard library.hasInstanceExtension, let fn = Self.readPrefix(library).get_instance_extension else { return nil }
+    guard let fn = library.table.get_instance_extension else { return nil }
     var table: UnsafeRawPointer? = nil
     try call("get_instance_extension") { table = id.withCString { fn(handle, $0) }; return KEEL_OK }
     return table
   }
 
-  static func readPrefix(_ library: PluginLibrary) -> keel_plugin { PluginLibrary.readPrefix(library.descriptor) }
-
   deinit {
-    library.descriptor.pointee.destroy(handle)
+    library.table.destroy(handle)
     hostTable.deallocate()
   }
 
@@ -145,7 +143,7 @@ public class PluginInstance: @unchecked Sendable {
 
   /// The plugin's saved state (empty for stateless plugins).
   public func saveState() throws -> [UInt8] {
-    let d = PluginLibrary.readPrefix(library.descriptor)  // a 1.0 descriptor is shorter than ours
+    let d = library.table
     guard let sizeFn = d.state_size, let saveFn = d.save_state else { return [] }
     var size: UInt64 = 0
     try call("state_size") { sizeFn(handle, &size) }
@@ -155,7 +153,7 @@ public class PluginInstance: @unchecked Sendable {
   }
 
   public func loadState(_ blob: [UInt8]) throws {
-    let d = PluginLibrary.readPrefix(library.descriptor)
+    let d = library.table
     guard let loadFn = d.load_state else {
       guard blob.isEmpty else {
         throw PluginError.invalidInput("plugin '\(library.name)' (\(library.path)) is stateless but the checkpoint holds \(blob.count) bytes of its state")

@@ -117,8 +117,11 @@ public final class PluginLibrary: @unchecked Sendable {
   public let objectiveFlags: UInt32
   public let hasState: Bool
   /// ABI 1.1: the descriptor has get_instance_extension.
-  public let hasInstanceExtension: Bool
-  let descriptor: UnsafePointer<keel_plugin>
+  public var hasInstanceExtension: Bool { table.get_instance_extension != nil }
+  /// The descriptor as this host reads it, copied once at load: the writer's struct_size bytes,
+  /// fields appended after them (a 1.0 plugin's get_instance_extension) zero. The pointers in it
+  /// are the plugin's static storage, valid forever.
+  let table: keel_plugin
 
   /// Every library is loaded once per process (dlopen returns the same handle anyway).
   nonisolated(unsafe) private static var cache: [String: PluginLibrary] = [:]
@@ -138,8 +141,7 @@ public final class PluginLibrary: @unchecked Sendable {
   }
 
   private init(resolvedPath: String, shownPath: String, hostABI: ABIVersion = .host) throws {
-    let d = try Self.openDescriptor(resolvedPath: resolvedPath, shownPath: shownPath, hostABI: hostABI)
-    let c = Self.readPrefix(d)
+    let c = Self.readPrefix(try Self.openDescriptor(resolvedPath: resolvedPath, shownPath: shownPath, hostABI: hostABI))
     let (name, kind) = try Self.checkHeader(c, shownPath: shownPath, hostABI: hostABI)
     func invalid(_ why: String) -> PluginError { .invalidDescriptor(path: shownPath, name: name, reason: why) }
     guard c.create != nil, c.destroy != nil else { throw invalid("create or destroy is NULL") }
@@ -157,8 +159,7 @@ public final class PluginLibrary: @unchecked Sendable {
     self.abiMajor = c.abi_major
     self.abiMinor = c.abi_minor
     self.hasState = stateFns[0]
-    self.hasInstanceExtension = c.get_instance_extension != nil
-    self.descriptor = d
+    self.table = c
     self.parameters = try Self.readParameters(c, invalid: invalid)
     let vtable = try Self.readVtable(c, kind: kind, invalid: invalid)
     self.scalars = vtable.scalars

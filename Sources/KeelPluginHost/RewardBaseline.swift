@@ -45,7 +45,7 @@ public final class RewardInstance: PluginInstance, @unchecked Sendable {
   public var componentNames: [String] { library.scalars.map(\.name) }
 
   public func score(_ samples: [RewardSample]) throws -> RewardResult {
-    let vtable = library.descriptor.pointee.vtable.assumingMemoryBound(to: keel_reward_vtable.self).pointee
+    let vtable = library.table.vtable.assumingMemoryBound(to: keel_reward_vtable.self).pointee
     let nc = Int(vtable.component_count)
     var rewards = [Float](repeating: .nan, count: samples.count)
     var components = [Double](repeating: 0, count: samples.count * nc)
@@ -110,7 +110,7 @@ public final class BaselineInstance: PluginInstance, @unchecked Sendable {
     guard rewards.count == groupIds.count, rewards.count == lengths.count else {
       throw PluginError.invalidInput("baseline batch: \(rewards.count) rewards, \(groupIds.count) group ids, \(lengths.count) lengths (must be equal)")
     }
-    let vtable = library.descriptor.pointee.vtable.assumingMemoryBound(to: keel_baseline_vtable.self).pointee
+    let vtable = library.table.vtable.assumingMemoryBound(to: keel_baseline_vtable.self).pointee
     var adv = [Float](repeating: .nan, count: rewards.count)
     try call("baseline.compute") {
       rewards.withUnsafeBufferPointer { r in
