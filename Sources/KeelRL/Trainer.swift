@@ -44,6 +44,9 @@ public final class Trainer {
   /// Keel's character table, or the Hugging Face tokenizer of model.checkpoint.
   let tokenizer: any PolicyTokenizer
   let dataset: Dataset
+  /// Tokens of the longest training prompt of a dataset (nil: a procedural task), from the check
+  /// that every prompt encodes: what bounds a teacher's needed context.
+  let longestTrainPrompt: Int?
   /// The one definition of correct (Grader.swift): made in prepare().
   var grader: Grader!
   let modelConfig: ModelConfig
@@ -87,11 +90,15 @@ public final class Trainer {
     }
     try Self.checkVocabulary(model: modelConfig.vocabSize, tokenizer: tokenizer, what: self.config.model.checkpoint ?? "model.preset")
     // a dataset's prompts must all encode: say which row does not, before any training
+    var longest: Int? = dataset.train != nil ? 0 : nil
     if let rows = dataset.train {
-      for p in rows + dataset.eval {
-        do { _ = try tokenizer.encodePrompt(p.prompt) } catch { throw TrainerError(message: "\(p.source.isEmpty ? dataset.name : p.source): \(error)") }
+      for (i, p) in (rows + dataset.eval).enumerated() {
+        let n: Int
+        do { n = try tokenizer.encodePrompt(p.prompt).count } catch { throw TrainerError(message: "\(p.source.isEmpty ? dataset.name : p.source): \(error)") }
+        if i < rows.count { longest = max(longest ?? 0, n) }
       }
     }
+    longestTrainPrompt = longest
     try validate()
   }
 
@@ -182,8 +189,7 @@ public final class Trainer {
     }
     // a dataset's rows bound the sequences; a procedural task's only the policy's own context
     let what: String, longest: Int
-    if let rows = dataset.train {
-      let longestPrompt = rows.map { (try? tokenizer.encodePrompt($0.prompt).count) ?? 0 }.max() ?? 0
+    if let longestPrompt = longestTrainPrompt {
       longest = longestPrompt + config.sampler.maxTokens
       what = "the run's longest sequence (\(longestPrompt) prompt + \(config.sampler.maxTokens) sampler.max_tokens = \(longest) tokens)"
     } else {
@@ -255,9 +261,7 @@ public final class Trainer {
       // the frozen models every rank scores against must be the same too
       for (key, engine) in [("train.teacher", teacher), ("train.kl_ref (the reference)", reference)] {
         guard let engine else { continue }
-        let all = try comm.allgather(WeightChecksum.of(engine.store.values.p, count: engine.store.layout.count), what: "allgather of \(key) checksums")
-        if Set(all).count > 1 {
-          let list = all.enumerated().map { "rank \($0.offset): \(WeightChecksum.hex($0.element))" }.joined(separator: ", ")
+        if let list = try rankChecksums(engine.store, what: key).disagreement {
           throw TrainerError(message: "the ranks' \(key) weights differ (\(list)); every rank must read the same checkpoint")
         }
       }
@@ -285,13 +289,19 @@ public final class Trainer {
   /// Returns the checksums, in rank order.
   @discardableResult
   func checkWeightsAgree(after what: String) throws -> [UInt64] {
-    let mine = WeightChecksum.of(policy.store.values.p, count: policy.store.layout.count)
-    let all = try comm.allgather(mine, what: "allgather of weight checksums")
-    if Set(all).count > 1 {
-      let list = all.enumerated().map { "rank \($0.offset): \(WeightChecksum.hex($0.element))" }.joined(separator: ", ")
+    let (all, disagreement) = try rankChecksums(policy.store, what: "weight")
+    if let list = disagreement {
       throw TrainerError(message: "the ranks' weights differ after \(what) (\(list)); on several hosts, the run directory and the cold-start cache must be readable by every rank")
     }
     return all
+  }
+
+  /// Every rank's checksum of `store` (one allgather), and when they differ the list
+  /// "rank 0: …, rank 1: …" for the message (nil when all agree).
+  func rankChecksums(_ store: ParameterStore, what: String) throws -> (all: [UInt64], disagreement: String?) {
+    let all = try comm.allgather(WeightChecksum.of(store.values.p, count: store.layout.count), what: "allgather of \(what) checksums")
+    guard Set(all).count > 1 else { return (all, nil) }
+    return (all, all.enumerated().map { "rank \($0.offset): \(WeightChecksum.hex($0.element))" }.joined(separator: ", "))
   }
 
   /// `make: false` (ranks other than 0) only looks the cache up: rank 0 made it.
