@@ -26,11 +26,9 @@ extension ObjectiveInstance {
     var b = batch
     b.logpFrozen = b.logp
     let r = try compute(b)
-    typealias Input = WritableKeyPath<ObjectiveBatch, [Float]?>
-    // logp is not optional: handle it through a wrapper key path on a copy
     var checks: [GradientCheck] = []
-    func run(_ output: String, _ grad: [Float], _ perturb: (inout ObjectiveBatch, Int, Float) -> Void, _ value: (ObjectiveBatch, Int) -> Float,
-             limit: Int = .max) throws {
+    /// `grad` against central differences of the loss in the input at `key`.
+    func run(_ output: String, _ grad: [Float], _ key: WritableKeyPath<ObjectiveBatch, [Float]>, limit: Int = .max) throws {
       let gmax = grad.map { abs(Double($0)) }.max() ?? 0
       var fd = [Double](repeating: limit == .max ? 0 : .nan, count: grad.count)
       var worst = 0.0, worstAt = -1
@@ -39,9 +37,9 @@ extension ObjectiveInstance {
         var best = Double.infinity, bestFd = 0.0
         for h: Float in [1e-3, 3e-4] {
           var plus = b, minus = b
-          perturb(&plus, i, h)
-          perturb(&minus, i, -h)
-          let hh = Double(value(plus, i)) - Double(value(minus, i))
+          plus[keyPath: key][i] += h
+          minus[keyPath: key][i] -= h
+          let hh = Double(plus[keyPath: key][i]) - Double(minus[keyPath: key][i])
           let d = (try compute(plus).loss - compute(minus).loss) / hh
           if abs(d - Double(grad[i])) < best { best = abs(d - Double(grad[i])); bestFd = d }
         }
@@ -51,12 +49,13 @@ extension ObjectiveInstance {
       checks.append(GradientCheck(output: output, finiteDifference: fd, maxDeviation: worst, worstEntry: worstAt,
                                   tolerance: 1e-3 * max(gmax, 1e-3) + 1e-5))
     }
-    try run("grad_logp", r.gradLogp, { $0.logp[$1] += $2 }, { $0.logp[$1] })
-    let optional: [(String, [Float]?, Input)] = [("grad_entropy", r.gradEntropy, \.entropy), ("grad_kl_ref", r.gradKlRef, \.klRef),
-                                                 ("grad_kl_teacher", r.gradKlTeacher, \.klTeacher), ("grad_logits", r.gradLogits, \.logits)]
-    for (name, grad, key) in optional {
+    try run("grad_logp", r.gradLogp, \.logp)
+    let terms: [(String, [Float]?, WritableKeyPath<ObjectiveBatch, [Float]?>)] = [
+      ("grad_entropy", r.gradEntropy, \.entropy), ("grad_kl_ref", r.gradKlRef, \.klRef),
+      ("grad_kl_teacher", r.gradKlTeacher, \.klTeacher), ("grad_logits", r.gradLogits, \.logits)]
+    for (name, grad, key) in terms {
       guard let grad, b[keyPath: key] != nil else { continue }
-      try run(name, grad, { $0[keyPath: key]![$1] += $2 }, { $0[keyPath: key]![$1] }, limit: name == "grad_logits" ? 512 : .max)
+      try run(name, grad, key.appending(path: \.!), limit: name == "grad_logits" ? 512 : .max)
     }
     return (r, checks)
   }
