@@ -1,7 +1,8 @@
 /*
  * call_covariance.h — shared by clip-cov and kl-cov (Cui et al. 2025, as verl's
- * compute_policy_loss_clip_cov / _kl_cov compute it): the covariance of a token's advantage and
- * its detached log-prob, centred by the CALL's means over its unmasked tokens,
+ * compute_policy_loss_clip_cov / _kl_cov compute it): the start of a call (inputs checked, the
+ * aggregation's base scale), the covariance of a token's advantage and its detached log-prob,
+ * centred by the CALL's means over its unmasked tokens,
  *   cov_t = (Â_t − ā)(frozen_t − l̄),  frozen_t = logp_frozen ? logp_frozen[t] : logp[t],
  * and the KEEL_EXT_PER_CALL answer both give (their selection is over the call's tokens, so
  * their loss depends on how the host splits a step). Shared static inline code (plugin_util.h).
@@ -11,6 +12,8 @@
 
 #include <string.h>
 
+#include "aggregation.h"
+#include "objective_batch.h"
 #include "plugin_util.h"
 
 /* The detached log-prob of token t (every constant comes from it). */
@@ -18,25 +21,47 @@ static inline double kcv_frozen(const keel_objective_batch *b, int64_t t) {
   return b->logp_frozen ? (double)b->logp_frozen[t] : (double)b->logp[t];
 }
 
-/* The call's means ā and l̄ over its `n` (> 0) unmasked tokens, summed in token order. */
-typedef struct kcv_centre {
-  double a_mean, lp_mean;
-} kcv_centre;
+/* A checked call: its unmasked tokens n (> 0), the aggregation's base scale (ka_scale) and the
+ * call's means ā and l̄ (summed in token order). */
+typedef struct kcv_call {
+  int64_t n;
+  double scale, a_mean, lp_mean;
+} kcv_call;
 
-static inline kcv_centre kcv_call_centre(const keel_objective_batch *b, int64_t n) {
+/* The start of compute: kob_check (logp_old required, the normaliser of the aggregation `agg`),
+ * then *call. Returns 0 with *call set when there is work; otherwise *done = 1 and the status to
+ * return (a failure, no sequences, or no unmasked token — grad_logp then zeroed). *warned: the
+ * instance's ka_scale flag. */
+static inline keel_status kcv_begin(const keel_host *host, const char *plugin, uint32_t metric_count,
+                                    int agg, int *warned, const keel_objective_batch *b,
+                                    keel_objective_output *out, kcv_call *call, int *done) {
+  const kob_spec spec = {metric_count, agg == KA_TOKEN_MEAN ? KOB_TOTAL_TOKENS : KOB_TOTAL_SEQUENCES,
+                         {KOB_REQUIRED, "logp_old"}, {KOB_IGNORE, NULL}, {KOB_IGNORE, NULL}};
+  kob_checked in;
+  *done = 1;
+  const keel_status status = kob_check(host, plugin, &spec, b, out, &in);
+  if (status || in.empty) return status;
+  if (in.unmasked == 0) {
+    for (int64_t t = 0; t < b->num_tokens; t++) out->grad_logp[t] = 0.0f;
+    return KEEL_OK;
+  }
+  *done = 0;
+  call->n = in.unmasked;
+  call->scale = ka_scale(host, plugin, agg, in.total, in.unmasked, b->max_response_tokens, warned);
   double a_sum = 0.0, lp_sum = 0.0;
   for (int64_t t = 0; t < b->num_tokens; t++) {
     if (!b->mask[t]) continue;
     a_sum += (double)b->advantages[t];
     lp_sum += kcv_frozen(b, t);
   }
-  const kcv_centre c = {a_sum / (double)n, lp_sum / (double)n};
-  return c;
+  call->a_mean = a_sum / (double)in.unmasked;
+  call->lp_mean = lp_sum / (double)in.unmasked;
+  return KEEL_OK;
 }
 
 /* cov_t for an unmasked token t. */
-static inline double kcv_cov(const keel_objective_batch *b, kcv_centre c, int64_t t) {
-  return ((double)b->advantages[t] - c.a_mean) * (kcv_frozen(b, t) - c.lp_mean);
+static inline double kcv_cov(const keel_objective_batch *b, const kcv_call *c, int64_t t) {
+  return ((double)b->advantages[t] - c->a_mean) * (kcv_frozen(b, t) - c->lp_mean);
 }
 
 /* Defines `static const void *FN(void *instance, const char *id)`, a get_instance_extension that

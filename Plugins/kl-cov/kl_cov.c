@@ -143,23 +143,15 @@ static keel_status kl_cov_compute(void *instance, const keel_objective_batch *b,
   kl_cov *m = instance;
   const keel_host *host = m->host;
   const int token_mean = m->agg == KA_TOKEN_MEAN;
-  const kob_spec spec = {M_COUNT, token_mean ? KOB_TOTAL_TOKENS : KOB_TOTAL_SEQUENCES,
-                         {KOB_REQUIRED, "logp_old"}, {KOB_IGNORE, NULL}, {KOB_IGNORE, NULL}};
-  kob_checked in;
-  const keel_status status = kob_check(host, PLUGIN_NAME, &spec, b, out, &in);
-  if (status || in.empty) return status;
-  const int64_t ns = b->num_sequences, nt = b->num_tokens, n = in.unmasked;
-  if (n == 0) {
-    for (int64_t t = 0; t < nt; t++) out->grad_logp[t] = 0.0f;
-    return KEEL_OK;
-  }
-
-  /* scale: 1/T, 1/S (then 1/(S n_i) per response for seq-mean-token-mean) or 1/(S L_max). */
-  const double scale = ka_scale(host, PLUGIN_NAME, m->agg, in.total, n, b->max_response_tokens,
-                                &m->warned_no_max_tokens);
-
-  /* Pass 1: the call's means of A and of the detached log-prob. */
-  const kcv_centre centre = kcv_call_centre(b, n);
+  /* checked inputs; scale 1/T, 1/S (then 1/(S n_i) per response for seq-mean-token-mean) or
+   * 1/(S L_max); the call's centre (Pass 1: the means of A and of the detached log-prob) */
+  kcv_call call;
+  int done;
+  const keel_status status =
+      kcv_begin(host, PLUGIN_NAME, M_COUNT, m->agg, &m->warned_no_max_tokens, b, out, &call, &done);
+  if (done) return status;
+  const int64_t ns = b->num_sequences, nt = b->num_tokens, n = call.n;
+  const double scale = call.scale;
 
   /* Pass 2: covariance of every unmasked token; the top k are selected. */
   uint8_t *selected = calloc((size_t)nt, 1);
@@ -173,7 +165,7 @@ static keel_status kl_cov_compute(void *instance, const keel_objective_batch *b,
   int64_t count = 0;
   for (int64_t t = 0; t < nt; t++) {
     if (!b->mask[t]) continue;
-    entries[count].cov = kcv_cov(b, centre, t);
+    entries[count].cov = kcv_cov(b, &call, t);
     entries[count].t = t;
     count++;
   }
